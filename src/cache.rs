@@ -1,0 +1,213 @@
+//! Arrow snapshots in memory and on disk. Each table's snapshot is one Arrow IPC file whose
+//! schema metadata carries the snapshot's facts (fetched_at, rows, expected rows, requests,
+//! duration, schema fingerprint), written to a temp file and renamed, so a reader sees the old
+//! file or the new one, never half of one. A file that is truncated, corrupted or written for
+//! another schema is reported in one line and ignored (the table is refetched).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufReader, BufWriter};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use arc_swap::ArcSwap;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::arrow::ipc::reader::FileReader;
+use datafusion::arrow::ipc::writer::FileWriter;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{JcsqlError, Result};
+use crate::jumpcloud::tables::TableDef;
+
+const SNAPSHOT_KEY: &str = "jcsql.snapshot";
+
+/// Facts about one snapshot, stored inside its IPC file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SnapshotMeta {
+    pub fetched_at_us: i64,
+    pub rows: u64,
+    pub expected_rows: Option<u64>,
+    pub requests: u64,
+    pub duration_ms: u64,
+    /// Bytes of JSON the API sent for this snapshot.
+    pub bytes_received: u64,
+    /// Changes whenever the table's columns change, so an old file is never read as new.
+    pub schema_fingerprint: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub batches: Vec<RecordBatch>,
+    /// `None` until the table has been fetched (or loaded from disk) once.
+    pub meta: Option<SnapshotMeta>,
+}
+
+impl Snapshot {
+    pub fn age_seconds(&self, now_us: i64) -> Option<f64> {
+        self.meta.as_ref().map(|m| (now_us - m.fetched_at_us).max(0) as f64 / 1e6)
+    }
+}
+
+/// The last refresh outcome, shown in `jcsql.tables`.
+#[derive(Debug, Default, Clone)]
+pub struct TableStatus {
+    pub error: Option<String>,
+}
+
+/// One table's snapshot, swapped whole on refresh; the provider over it lives as long as the
+/// engine, so views planned earlier read the new batches.
+pub struct CachedTable {
+    pub def: &'static TableDef,
+    snapshot: ArcSwap<Snapshot>,
+    /// Held while fetching, so two queries needing the same stale table fetch once.
+    pub refresh_lock: tokio::sync::Mutex<()>,
+    status: std::sync::Mutex<TableStatus>,
+    file: Option<PathBuf>,
+    disk_checked: AtomicBool,
+}
+
+impl std::fmt::Debug for CachedTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachedTable").field("table", &self.def.name).finish()
+    }
+}
+
+pub fn schema_fingerprint(schema: &Schema) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for f in schema.fields() {
+        for b in f.name().bytes().chain(format!("{:?}", f.data_type()).bytes()) {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{h:016x}")
+}
+
+impl CachedTable {
+    pub fn new(def: &'static TableDef, dir: Option<&Path>) -> Self {
+        CachedTable {
+            def,
+            snapshot: ArcSwap::from_pointee(Snapshot::default()),
+            refresh_lock: tokio::sync::Mutex::new(()),
+            status: std::sync::Mutex::new(TableStatus::default()),
+            file: dir.map(|d| d.join(format!("{}.arrow", def.name))),
+            disk_checked: AtomicBool::new(false),
+        }
+    }
+
+    pub fn schema(&self) -> SchemaRef {
+        self.def.schema()
+    }
+
+    pub fn file(&self) -> Option<&Path> {
+        self.file.as_deref()
+    }
+
+    /// The current snapshot, loading it from disk the first time (a warning comes back when
+    /// a file exists but cannot be used).
+    pub fn current(&self) -> (Arc<Snapshot>, Option<String>) {
+        let mut warning = None;
+        if !self.disk_checked.swap(true, Ordering::AcqRel) {
+            if let Some(path) = &self.file {
+                match read_snapshot(path, &self.schema()) {
+                    Ok(Some(snap)) => {
+                        if self.snapshot.load().meta.is_none() {
+                            self.snapshot.store(Arc::new(snap));
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        warning = Some(format!("{e}; it will be fetched again"));
+                        // A broken file must not come back after a restart either.
+                        let _ = std::fs::remove_file(path);
+                    }
+                }
+            }
+        }
+        (self.snapshot.load_full(), warning)
+    }
+
+    /// Replaces the snapshot: on disk first (atomically), then in memory.
+    pub fn replace(&self, snapshot: Snapshot) -> Result<()> {
+        if let (Some(path), Some(meta)) = (&self.file, &snapshot.meta) {
+            write_snapshot(path, &self.schema(), &snapshot.batches, meta)?;
+        }
+        self.disk_checked.store(true, Ordering::Release);
+        self.snapshot.store(Arc::new(snapshot));
+        self.set_error(None);
+        Ok(())
+    }
+
+    /// Applies a change made by an action to the snapshot in memory and on disk.
+    pub fn patch(&self, f: impl FnOnce(&[RecordBatch]) -> Result<Vec<RecordBatch>>) -> Result<()> {
+        let (current, _) = self.current();
+        let Some(meta) = current.meta.clone() else { return Ok(()) };
+        let batches = f(&current.batches)?;
+        let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
+        self.replace(Snapshot { batches, meta: Some(SnapshotMeta { rows, ..meta }) })
+    }
+
+    pub fn status(&self) -> TableStatus {
+        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    pub fn set_error(&self, error: Option<String>) {
+        if let Ok(mut s) = self.status.lock() {
+            s.error = error;
+        }
+    }
+}
+
+fn write_snapshot(path: &Path, schema: &SchemaRef, batches: &[RecordBatch], meta: &SnapshotMeta) -> Result<()> {
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| JcsqlError::Cache(format!("cannot create {}: {e}", dir.display())))?;
+    let meta_json = serde_json::to_string(meta).map_err(|e| JcsqlError::Cache(e.to_string()))?;
+    let mut md: HashMap<String, String> = schema.metadata().clone();
+    md.insert(SNAPSHOT_KEY.to_string(), meta_json);
+    let file_schema = Arc::new(Schema::new_with_metadata(schema.fields().clone(), md));
+    let fail = |e: &dyn std::fmt::Display| JcsqlError::Cache(format!("cannot write {}: {e}", path.display()));
+    let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| fail(&e))?;
+    {
+        let mut writer = FileWriter::try_new(BufWriter::new(tmp.as_file()), &file_schema).map_err(|e| fail(&e))?;
+        for b in batches {
+            let b = b.clone().with_schema(file_schema.clone()).map_err(|e| fail(&e))?;
+            writer.write(&b).map_err(|e| fail(&e))?;
+        }
+        writer.finish().map_err(|e| fail(&e))?;
+    }
+    tmp.as_file().sync_all().map_err(|e| fail(&e))?;
+    tmp.persist(path).map_err(|e| fail(&e.error))?;
+    Ok(())
+}
+
+/// `Ok(None)` when there is no file; `Err` when there is one that cannot be trusted.
+fn read_snapshot(path: &Path, schema: &SchemaRef) -> Result<Option<Snapshot>> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(JcsqlError::Cache(format!("cannot open {}: {e}", path.display()))),
+    };
+    let bad = |why: String| JcsqlError::Cache(format!("the snapshot {} is unusable ({why})", path.display()));
+    let reader = FileReader::try_new(BufReader::new(file), None).map_err(|e| bad(e.to_string()))?;
+    let file_schema = reader.schema();
+    let meta: SnapshotMeta = file_schema
+        .metadata()
+        .get(SNAPSHOT_KEY)
+        .and_then(|m| serde_json::from_str(m).ok())
+        .ok_or_else(|| bad("no snapshot metadata".into()))?;
+    if meta.schema_fingerprint != schema_fingerprint(schema) {
+        return Err(bad("written by another version of jcsql's schema".into()));
+    }
+    let mut batches = Vec::new();
+    for b in reader {
+        let b = b.map_err(|e| bad(e.to_string()))?;
+        batches.push(RecordBatch::try_new(schema.clone(), b.columns().to_vec()).map_err(|e| bad(e.to_string()))?);
+    }
+    let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+    if rows != meta.rows {
+        return Err(bad(format!("{rows} rows where {} were written", meta.rows)));
+    }
+    Ok(Some(Snapshot { batches, meta: Some(meta) }))
+}

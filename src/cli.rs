@@ -1,0 +1,565 @@
+//! The `jcsql` command line: argument parsing, one-shot statements, `sync`, `connect`,
+//! `simulate` and `demo`. The REPL lives in [`crate::repl`].
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use datafusion::arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+use crate::config::{Home, JumpCloudSettings, StoredConfig, parse_duration};
+use crate::error::{JcsqlError, user_message};
+use crate::jumpcloud::client::{ApiKey, ClientConfig, DEFAULT_BASE_URL};
+use crate::jumpcloud::simulator::{DEMO_API_KEY, Simulator, SimulatorConfig};
+use crate::jumpcloud::{Freshness, RefreshSummary, SyncObserver};
+use crate::output::{Format, render};
+use crate::progress::ProgressObserver;
+use crate::{Engine, EngineOptions};
+
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_ERROR: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+pub const EXIT_NOT_APPLIED: u8 = 3;
+
+#[derive(Debug, Parser)]
+#[command(name = "jcsql", version, about = "SQL over your JumpCloud directory, joined with your other tools")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub global: GlobalArgs,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct GlobalArgs {
+    /// Run SQL and exit (repeatable; each may hold several statements)
+    #[arg(short = 'c', long = "command", global = true, value_name = "SQL")]
+    pub commands: Vec<String>,
+    /// Run the SQL in FILE and exit (repeatable)
+    #[arg(short = 'f', long = "file", global = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Output format (default: table on a terminal, csv otherwise)
+    #[arg(long, global = true, value_enum)]
+    pub format: Option<Format>,
+    /// Apply planned actions without asking
+    #[arg(long, global = true)]
+    pub yes: bool,
+    /// Never fetch: answer from the cached snapshots only
+    #[arg(long, global = true)]
+    pub offline: bool,
+    /// Folder of board files (default: $JCSQL_HOME/boards)
+    #[arg(long, global = true, value_name = "DIR")]
+    pub boards: Option<PathBuf>,
+    /// How old a snapshot may be before a query refreshes it (e.g. 24h, 90m, 0)
+    #[arg(long, global = true, value_name = "AGE")]
+    pub max_age: Option<String>,
+    /// Requests in flight at once against JumpCloud
+    #[arg(long, global = true, value_name = "N")]
+    pub max_in_flight: Option<usize>,
+    /// Show at most N rows in table output (the query still computes all)
+    #[arg(long, global = true, value_name = "N")]
+    pub maxrows: Option<usize>,
+    /// No progress bars or footers on stderr
+    #[arg(short = 'q', long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the built-in simulated org and query it (REPL, or -c / -f)
+    Demo {
+        /// Users in the simulated org (groups, devices and apps scale with it)
+        #[arg(long, default_value_t = 300)]
+        users: usize,
+        /// Seed of the org generator
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// Fetch tables now (all when none is named)
+    Sync {
+        /// Tables to fetch, e.g. users or jumpcloud.devices
+        tables: Vec<String>,
+    },
+    /// Connect a data source
+    Connect {
+        #[command(subcommand)]
+        target: ConnectTarget,
+    },
+    /// Run the JumpCloud simulator as a standalone server on 127.0.0.1
+    Simulate {
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        #[arg(long, default_value = DEMO_API_KEY)]
+        api_key: String,
+        #[arg(long, default_value_t = 300)]
+        users: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
+        /// Share of requests answered 503 (0.0 to 1.0)
+        #[arg(long, default_value_t = 0.0)]
+        fail_rate: f64,
+        /// Requests per second before answering 429
+        #[arg(long)]
+        rate_limit: Option<f64>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConnectTarget {
+    /// Store a JumpCloud API key (validated first) and run the first sync
+    Jumpcloud {
+        /// Read the key from standard input instead of prompting
+        #[arg(long)]
+        api_key_stdin: bool,
+        /// API base URL (default https://console.jumpcloud.com; EU: https://console.eu.jumpcloud.com)
+        #[arg(long)]
+        api_url: Option<String>,
+        /// Organization id, for multi-tenant administrators
+        #[arg(long)]
+        org_id: Option<String>,
+    },
+}
+
+/// Entry point of the binary: parses arguments, runs, and maps errors to one line and an exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { EXIT_OK });
+        }
+    };
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("Error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    let code = runtime.block_on(run(cli));
+    // Background tasks (the demo simulator) must not hold the process open.
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    ExitCode::from(code)
+}
+
+fn init_tracing() {
+    if let Ok(filter) = std::env::var("JCSQL_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
+}
+
+pub async fn run(cli: Cli) -> u8 {
+    match dispatch(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            EXIT_ERROR
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<u8, JcsqlError> {
+    let g = cli.global.clone();
+    match cli.command {
+        None => {
+            let home = Home::from_env()?;
+            let (engine, _) = engine_from_settings(&home, &g).await?;
+            run_front_end(&engine, &g, &home).await
+        }
+        Some(Command::Demo { users, seed }) => {
+            let demo = Demo::start(users, seed, &g).await?;
+            let home = Home::from_env().unwrap_or_else(|_| Home::at(demo.dir.path()));
+            if !g.quiet && g.commands.is_empty() && g.files.is_empty() && std::io::stdin().is_terminal() {
+                eprintln!(
+                    "jcsql demo: a simulated org of {users} users at {} (seed {seed}); try `select * from jcsql.tables;` or `.help`",
+                    demo.simulator.base_url()
+                );
+            }
+            run_front_end(&demo.engine, &g, &home).await
+        }
+        Some(Command::Sync { tables }) => {
+            let home = Home::from_env()?;
+            let (engine, _) = engine_from_settings(&home, &g).await?;
+            sync(&engine, &tables, &g).await
+        }
+        Some(Command::Connect { target: ConnectTarget::Jumpcloud { api_key_stdin, api_url, org_id } }) => {
+            let home = Home::from_env()?;
+            connect_jumpcloud(&home, &g, api_key_stdin, api_url, org_id).await
+        }
+        Some(Command::Simulate { port, api_key, users, seed, latency_ms, fail_rate, rate_limit }) => {
+            let mut cfg = SimulatorConfig::new(users, seed);
+            cfg.port = port;
+            cfg.api_key = api_key;
+            cfg.latency = Duration::from_millis(latency_ms);
+            cfg.fail_rate = fail_rate.clamp(0.0, 1.0);
+            cfg.rate_limit = rate_limit;
+            let sim = Simulator::start(cfg)
+                .await
+                .map_err(|e| JcsqlError::Config(format!("cannot start the simulator on port {port}: {e}")))?;
+            println!("{}", sim.base_url());
+            let _ = std::io::stdout().flush();
+            eprintln!(
+                "simulating a JumpCloud org of {users} users; point jcsql at it with JUMPCLOUD_API_URL={} and the configured key; Ctrl-C stops it",
+                sim.base_url()
+            );
+            let _ = tokio::signal::ctrl_c().await;
+            Ok(EXIT_OK)
+        }
+    }
+}
+
+/// The built-in simulated org with an engine on it; both live as long as this value.
+pub struct Demo {
+    pub simulator: Simulator,
+    pub engine: Engine,
+    pub dir: tempfile::TempDir,
+}
+
+impl Demo {
+    pub async fn start(users: usize, seed: u64, g: &GlobalArgs) -> Result<Demo, JcsqlError> {
+        let simulator = Simulator::start(SimulatorConfig::new(users, seed))
+            .await
+            .map_err(|e| JcsqlError::Config(format!("cannot start the demo simulator: {e}")))?;
+        let dir = tempfile::Builder::new()
+            .prefix("jcsql-demo-")
+            .tempdir()
+            .map_err(|e| JcsqlError::Config(format!("cannot create a temporary folder: {e}")))?;
+        let mut client = ClientConfig::new(simulator.base_url(), ApiKey::new(DEMO_API_KEY));
+        if let Some(n) = g.max_in_flight {
+            client.max_in_flight = n;
+        }
+        let freshness = freshness_from(g, None)?;
+        let engine = Engine::new(EngineOptions { client: Some(client), cache_dir: Some(dir.path().to_path_buf()), freshness }).await?;
+        install_observer(&engine, g);
+        Ok(Demo { simulator, engine, dir })
+    }
+}
+
+fn install_observer(engine: &Engine, g: &GlobalArgs) {
+    let observer: Arc<dyn SyncObserver> = Arc::new(ProgressObserver::new(!g.quiet));
+    engine.connection().set_observer(observer);
+}
+
+fn freshness_from(g: &GlobalArgs, stored: Option<&JumpCloudSettings>) -> Result<Freshness, JcsqlError> {
+    let text = g
+        .max_age
+        .clone()
+        .or_else(|| std::env::var("JCSQL_MAX_AGE").ok().filter(|s| !s.is_empty()))
+        .or_else(|| stored.and_then(|s| s.max_age.clone()));
+    let max_age = match text {
+        Some(t) => parse_duration(&t)?,
+        None => crate::jumpcloud::DEFAULT_MAX_AGE,
+    };
+    Ok(Freshness { max_age, offline: g.offline })
+}
+
+/// The engine for the configured connection: environment first, then the config file.
+pub async fn engine_from_settings(home: &Home, g: &GlobalArgs) -> Result<(Engine, StoredConfig), JcsqlError> {
+    let stored = StoredConfig::load(&home.config_file())?;
+    let settings = stored.jumpcloud.clone().unwrap_or_default();
+    let key = std::env::var("JUMPCLOUD_API_KEY").ok().filter(|k| !k.trim().is_empty()).or(settings.api_key.clone());
+    let url = std::env::var("JUMPCLOUD_API_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+        .or(settings.api_url.clone())
+        .unwrap_or_else(|| DEFAULT_BASE_URL.to_string());
+    let org = std::env::var("JUMPCLOUD_ORG_ID").ok().filter(|o| !o.trim().is_empty()).or(settings.org_id.clone());
+    let client = key.map(|k| {
+        let mut c = ClientConfig::new(url, ApiKey::new(k));
+        c.org_id = org;
+        if let Some(n) = g.max_in_flight.or(settings.max_in_flight) {
+            c.max_in_flight = n;
+        }
+        c
+    });
+    let freshness = freshness_from(g, Some(&settings))?;
+    let engine = Engine::new(EngineOptions { client, cache_dir: Some(home.cache_dir.clone()), freshness }).await?;
+    install_observer(&engine, g);
+    Ok((engine, stored))
+}
+
+/// `-c` / `-f` / piped stdin run statements and exit; otherwise the REPL opens.
+async fn run_front_end(engine: &Engine, g: &GlobalArgs, home: &Home) -> Result<u8, JcsqlError> {
+    let format = g.format.unwrap_or(if std::io::stdout().is_terminal() { Format::Table } else { Format::Csv });
+    let mut scripts: Vec<(String, String)> = g.commands.iter().map(|c| ("-c".to_string(), c.clone())).collect();
+    for f in &g.files {
+        let text = std::fs::read_to_string(f).map_err(|e| JcsqlError::File {
+            path: f.display().to_string(),
+            reason: format!("cannot read it ({e})"),
+        })?;
+        scripts.push((f.display().to_string(), text));
+    }
+    if scripts.is_empty() && !std::io::stdin().is_terminal() {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| JcsqlError::Config(format!("cannot read SQL from standard input: {e}")))?;
+        scripts.push(("stdin".to_string(), text));
+    }
+    if scripts.is_empty() {
+        return crate::repl::run(engine, g, home, format).await;
+    }
+    let engine_client_missing = engine.connection().client().is_none();
+    for (origin, text) in scripts {
+        let statements = split_statements(&text);
+        let many = statements.len() > 1 || origin != "-c";
+        for stmt in statements {
+            let started = Instant::now();
+            match run_statement(engine, &stmt.sql).await {
+                Ok((schema, batches)) => {
+                    print_result(format, &schema, &batches, g.maxrows)?;
+                    if !g.quiet && format == Format::Table && std::io::stderr().is_terminal() {
+                        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+                        eprintln!("{} in {:.3}s", plural(rows, "row"), started.elapsed().as_secs_f64());
+                    }
+                }
+                Err(e) => {
+                    let mut msg = user_message(&e);
+                    if engine_client_missing && msg.contains("not connected") {
+                        msg = JcsqlError::NotConnected.to_string();
+                    }
+                    if many {
+                        eprintln!("Error: {origin}, line {}: {msg}", stmt.line);
+                    } else {
+                        eprintln!("Error: {msg}");
+                    }
+                    return Ok(EXIT_ERROR);
+                }
+            }
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+pub fn plural(n: usize, word: &str) -> String {
+    if n == 1 { format!("1 {word}") } else { format!("{n} {word}s") }
+}
+
+/// Plans and runs one statement, returning its output schema and rows.
+pub async fn run_statement(
+    engine: &Engine,
+    sql: &str,
+) -> Result<(datafusion::arrow::datatypes::SchemaRef, Vec<RecordBatch>), datafusion::error::DataFusionError> {
+    let df = engine.context().sql(sql).await?;
+    let schema = Arc::new(df.schema().as_arrow().clone());
+    let batches = df.collect().await?;
+    Ok((schema, batches))
+}
+
+pub fn print_result(
+    format: Format,
+    schema: &datafusion::arrow::datatypes::SchemaRef,
+    batches: &[RecordBatch],
+    maxrows: Option<usize>,
+) -> Result<(), JcsqlError> {
+    let shown: Vec<RecordBatch> = match (format, maxrows) {
+        (Format::Table | Format::Markdown, Some(max)) => {
+            let mut left = max;
+            batches
+                .iter()
+                .filter_map(|b| {
+                    let take = left.min(b.num_rows());
+                    left -= take;
+                    (take > 0).then(|| b.slice(0, take))
+                })
+                .collect()
+        }
+        _ => batches.to_vec(),
+    };
+    let text = render(format, schema, &shown).map_err(|e| JcsqlError::Config(format!("cannot format the result: {e}")))?;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    if format == Format::Table && !text.ends_with('\n') {
+        let _ = out.write_all(b"\n");
+    }
+    let _ = out.flush();
+    Ok(())
+}
+
+/// One statement of a script and the line it starts on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Statement {
+    pub line: usize,
+    pub sql: String,
+}
+
+/// Splits on `;` outside quotes and comments; empty statements are dropped.
+pub fn split_statements(text: &str) -> Vec<Statement> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut line = 1;
+    let mut start_line = None;
+    let mut chars = text.chars().peekable();
+    let mut quote: Option<char> = None;
+    while let Some(c) = chars.next() {
+        if c == '\n' {
+            line += 1;
+        }
+        match quote {
+            Some(q) => {
+                cur.push(c);
+                if c == q {
+                    quote = None;
+                }
+                continue;
+            }
+            None => {}
+        }
+        match c {
+            '\'' | '"' => {
+                quote = Some(c);
+                start_line.get_or_insert(line);
+                cur.push(c);
+            }
+            '-' if chars.peek() == Some(&'-') => {
+                for n in chars.by_ref() {
+                    if n == '\n' {
+                        line += 1;
+                        cur.push('\n');
+                        break;
+                    }
+                }
+            }
+            '/' if chars.peek() == Some(&'*') => {
+                let mut prev = ' ';
+                for n in chars.by_ref() {
+                    if n == '\n' {
+                        line += 1;
+                    }
+                    if prev == '*' && n == '/' {
+                        break;
+                    }
+                    prev = n;
+                }
+                cur.push(' ');
+            }
+            ';' => {
+                if !cur.trim().is_empty() {
+                    out.push(Statement { line: start_line.unwrap_or(line), sql: cur.trim().to_string() });
+                }
+                cur.clear();
+                start_line = None;
+            }
+            c => {
+                if !c.is_whitespace() {
+                    start_line.get_or_insert(line);
+                }
+                cur.push(c);
+            }
+        }
+    }
+    if !cur.trim().is_empty() {
+        out.push(Statement { line: start_line.unwrap_or(line), sql: cur.trim().to_string() });
+    }
+    out
+}
+
+/// `jcsql sync`: fetch now, with progress on stderr and a summary table on stdout.
+async fn sync(engine: &Engine, tables: &[String], g: &GlobalArgs) -> Result<u8, JcsqlError> {
+    let conn = engine.connection();
+    if conn.client().is_none() {
+        return Err(JcsqlError::NotConnected);
+    }
+    if g.offline {
+        return Err(JcsqlError::Config("`jcsql sync` fetches, which --offline forbids; drop --offline".into()));
+    }
+    let started = Instant::now();
+    let results = conn.sync(tables).await;
+    let format = g.format.unwrap_or(if std::io::stdout().is_terminal() { Format::Table } else { Format::Csv });
+    let failed = results.iter().filter(|(_, r)| r.is_err()).count();
+    let batch = summary_batch(&results).map_err(|e| JcsqlError::Config(e.to_string()))?;
+    print_result(format, &batch.schema(), &[batch], None)?;
+    for (name, r) in &results {
+        if let Err(e) = r {
+            eprintln!("Error: {name}: {e}");
+        }
+    }
+    if !g.quiet {
+        let requests: u64 = results.iter().filter_map(|(_, r)| r.as_ref().ok()).map(|s| s.requests).sum();
+        eprintln!(
+            "synced {} of {} in {:.1}s with {}",
+            results.len() - failed,
+            plural(results.len(), "table"),
+            started.elapsed().as_secs_f64(),
+            plural(requests as usize, "request")
+        );
+    }
+    Ok(if failed > 0 { EXIT_ERROR } else { EXIT_OK })
+}
+
+fn summary_batch(results: &[(String, Result<RefreshSummary, JcsqlError>)]) -> datafusion::error::Result<RecordBatch> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("table", DataType::Utf8, false),
+        Field::new("rows", DataType::Int64, true),
+        Field::new("requests", DataType::Int64, true),
+        Field::new("seconds", DataType::Float64, true),
+        Field::new("status", DataType::Utf8, false),
+    ]));
+    let names: StringArray = results.iter().map(|(n, _)| Some(n.as_str())).collect();
+    let rows: Int64Array = results.iter().map(|(_, r)| r.as_ref().ok().map(|s| s.rows as i64)).collect();
+    let requests: Int64Array = results.iter().map(|(_, r)| r.as_ref().ok().map(|s| s.requests as i64)).collect();
+    let secs: Float64Array = results
+        .iter()
+        .map(|(_, r)| r.as_ref().ok().map(|s| (s.duration.as_secs_f64() * 1000.0).round() / 1000.0))
+        .collect();
+    let status: StringArray = results.iter().map(|(_, r)| Some(if r.is_ok() { "ok" } else { "error" })).collect();
+    let cols: Vec<ArrayRef> = vec![Arc::new(names), Arc::new(rows), Arc::new(requests), Arc::new(secs), Arc::new(status)];
+    Ok(RecordBatch::try_new(schema, cols)?)
+}
+
+/// `jcsql connect jumpcloud`: read the key without echo, validate it with one request, store it
+/// (mode 0600), then run the first sync.
+async fn connect_jumpcloud(
+    home: &Home,
+    g: &GlobalArgs,
+    from_stdin: bool,
+    api_url: Option<String>,
+    org_id: Option<String>,
+) -> Result<u8, JcsqlError> {
+    let key = if from_stdin {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| JcsqlError::Config(format!("cannot read the key from standard input: {e}")))?;
+        s.trim().to_string()
+    } else {
+        eprintln!("Paste your JumpCloud API key (Admin Portal → your initials → My API Key); it will not be shown.");
+        rpassword::prompt_password("API key: ").map_err(|e| JcsqlError::Config(format!("cannot read the key: {e}")))?
+    };
+    if key.trim().is_empty() {
+        return Err(JcsqlError::Config("no API key given; nothing was saved".into()));
+    }
+    let mut stored = StoredConfig::load(&home.config_file())?;
+    let mut settings = stored.jumpcloud.clone().unwrap_or_default();
+    let url = api_url
+        .or_else(|| std::env::var("JUMPCLOUD_API_URL").ok().filter(|u| !u.is_empty()))
+        .or(settings.api_url.clone())
+        .unwrap_or_else(|| DEFAULT_BASE_URL.to_string());
+    let mut cfg = ClientConfig::new(url.clone(), ApiKey::new(key.clone()));
+    cfg.org_id = org_id.clone().or(settings.org_id.clone());
+    let client = crate::jumpcloud::client::JumpCloudClient::new(cfg)?;
+    client.validate().await?;
+    settings.api_key = Some(key);
+    settings.api_url = (url != DEFAULT_BASE_URL).then_some(url);
+    if org_id.is_some() {
+        settings.org_id = org_id;
+    }
+    stored.jumpcloud = Some(settings);
+    stored.save(&home.config_file())?;
+    eprintln!("The key works; it is saved in {} (readable by you only). Fetching your directory…", home.config_file().display());
+    // The environment's key would override the one just stored; the first sync must use the new one.
+    // SAFETY: single-threaded at this point of the CLI's life as far as env access is concerned.
+    unsafe { std::env::remove_var("JUMPCLOUD_API_KEY") };
+    let (engine, _) = engine_from_settings(home, g).await?;
+    sync(&engine, &[], g).await
+}

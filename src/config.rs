@@ -1,0 +1,121 @@
+//! Where jcsql keeps its files, and the config file (`config.toml`, mode 0600 since it may hold
+//! the API key).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{JcsqlError, Result};
+
+/// jcsql's folders: `JCSQL_HOME` for everything, else the user's config and cache directories.
+#[derive(Debug, Clone)]
+pub struct Home {
+    pub config_dir: PathBuf,
+    pub cache_dir: PathBuf,
+}
+
+impl Home {
+    pub fn at(dir: impl Into<PathBuf>) -> Self {
+        let dir = dir.into();
+        Home { cache_dir: dir.clone(), config_dir: dir }
+    }
+
+    pub fn from_env() -> Result<Self> {
+        if let Some(h) = std::env::var_os("JCSQL_HOME").filter(|h| !h.is_empty()) {
+            return Ok(Home::at(h));
+        }
+        let dirs = directories::ProjectDirs::from("", "", "jcsql").ok_or_else(|| {
+            JcsqlError::Config("cannot find a home directory; set JCSQL_HOME to a folder jcsql may use".into())
+        })?;
+        Ok(Home { config_dir: dirs.config_dir().to_path_buf(), cache_dir: dirs.cache_dir().to_path_buf() })
+    }
+
+    pub fn config_file(&self) -> PathBuf {
+        self.config_dir.join("config.toml")
+    }
+
+    pub fn history_file(&self) -> PathBuf {
+        self.config_dir.join("history")
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct JumpCloudSettings {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub org_id: Option<String>,
+    /// Freshness, e.g. `24h`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<usize>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StoredConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jumpcloud: Option<JumpCloudSettings>,
+}
+
+impl StoredConfig {
+    pub fn load(path: &Path) -> Result<Self> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => toml::from_str(&text).map_err(|e| JcsqlError::File {
+                path: path.display().to_string(),
+                reason: format!("not a valid config file ({}); fix or delete it", e.message()),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(StoredConfig::default()),
+            Err(e) => Err(JcsqlError::File { path: path.display().to_string(), reason: e.to_string() }),
+        }
+    }
+
+    /// Writes the file readable by its owner only, via a temp file and a rename.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let fail = |e: &dyn std::fmt::Display| JcsqlError::File { path: path.display().to_string(), reason: e.to_string() };
+        let dir = path.parent().unwrap_or_else(|| Path::new("."));
+        std::fs::create_dir_all(dir).map_err(|e| fail(&e))?;
+        let text = toml::to_string(self).map_err(|e| fail(&e))?;
+        let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| fail(&e))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o600)).map_err(|e| fail(&e))?;
+        }
+        std::fs::write(tmp.path(), text).map_err(|e| fail(&e))?;
+        tmp.persist(path).map_err(|e| fail(&e.error))?;
+        Ok(())
+    }
+}
+
+/// `24h`, `90m`, `30s`, `2d`, `0` (always refetch), or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration> {
+    let s = s.trim();
+    let bad = || JcsqlError::Config(format!("cannot read {s:?} as a duration; use e.g. 24h, 90m, 30s or 0"));
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
+    let n: f64 = num.parse().map_err(|_| bad())?;
+    let secs = match unit.trim() {
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        "d" => n * 86400.0,
+        _ => return Err(bad()),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("24h").ok(), Some(Duration::from_secs(86400)));
+        assert_eq!(parse_duration("90m").ok(), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("0").ok(), Some(Duration::ZERO));
+        assert!(parse_duration("soon").is_err());
+    }
+}

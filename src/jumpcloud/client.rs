@@ -1,0 +1,488 @@
+//! HTTP to JumpCloud: auth headers, both pagination envelopes, one request limiter per
+//! connection, retries with `Retry-After` or capped exponential backoff, and error bodies turned
+//! into one-line errors. Nothing here knows about DataFusion.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt, stream};
+use reqwest::StatusCode;
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::sync::{Mutex, Semaphore};
+
+use crate::error::{JcsqlError, Result, one_line};
+
+/// JumpCloud pages hold at most 100 records; asking for more is a 400.
+pub const PAGE_SIZE: u64 = 100;
+pub const DEFAULT_BASE_URL: &str = "https://console.jumpcloud.com";
+
+/// An API key that cannot leak through `Debug` or `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    pub fn new(key: impl Into<String>) -> Self {
+        ApiKey(key.into().trim().to_string())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(***)")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// `https://console.jumpcloud.com`; v1 is `{base_url}/api`, v2 `{base_url}/api/v2`.
+    pub base_url: String,
+    pub api_key: ApiKey,
+    pub org_id: Option<String>,
+    /// Requests in flight at once, across every table of the connection.
+    pub max_in_flight: usize,
+    /// Optional steady pace, requests per second.
+    pub requests_per_second: Option<f64>,
+    /// Attempts for a read that gets 429, 5xx or a transport error.
+    pub max_attempts: u32,
+    /// First backoff step; doubled each attempt, capped at `max_backoff`, with full jitter.
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+    pub request_timeout: Duration,
+}
+
+impl ClientConfig {
+    pub fn new(base_url: impl Into<String>, api_key: ApiKey) -> Self {
+        ClientConfig {
+            base_url: base_url.into().trim_end_matches('/').to_string(),
+            api_key,
+            org_id: None,
+            max_in_flight: 8,
+            requests_per_second: None,
+            max_attempts: 8,
+            base_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What a list fetch returned.
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub records: Vec<Value>,
+    /// The server's count (`totalCount` or `x-total-count`); `None` when it sent none.
+    pub expected: Option<u64>,
+    /// HTTP requests made, retries included.
+    pub requests: u64,
+    pub bytes: u64,
+}
+
+/// One decoded page.
+struct PageOf {
+    records: Vec<Value>,
+    total: Option<u64>,
+    bytes: u64,
+    attempts: u64,
+}
+
+impl Listing {
+    fn add(&mut self, p: PageOf) {
+        self.requests += p.attempts;
+        self.bytes += p.bytes;
+        self.records.extend(p.records);
+    }
+}
+
+/// Counters shared by every request of a connection.
+#[derive(Debug, Default)]
+pub struct RequestStats {
+    pub requests: AtomicU64,
+    pub retries: AtomicU64,
+    pub bytes: AtomicU64,
+}
+
+/// Called after each page with the number of records it held and the server's count.
+pub type PageCallback<'a> = &'a (dyn Fn(u64, Option<u64>) + Send + Sync);
+
+#[derive(Debug, Clone)]
+pub struct JumpCloudClient {
+    http: reqwest::Client,
+    cfg: Arc<ClientConfig>,
+    in_flight: Arc<Semaphore>,
+    pace: Arc<Mutex<Instant>>,
+    stats: Arc<RequestStats>,
+}
+
+#[derive(Deserialize)]
+struct V1Page {
+    #[serde(rename = "totalCount")]
+    total_count: Option<u64>,
+    results: Option<Vec<Value>>,
+}
+
+struct Page {
+    body: bytes::Bytes,
+    total: Option<u64>,
+    /// HTTP requests this page took, retries included.
+    attempts: u64,
+}
+
+/// The outcome of a write: the HTTP status and the decoded body, if any.
+#[derive(Debug)]
+pub struct WriteResponse {
+    pub status: u16,
+    pub body: Option<Value>,
+    pub message: String,
+}
+
+fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Fails only if another provider was installed first, which is just as good.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+impl JumpCloudClient {
+    pub fn new(cfg: ClientConfig) -> Result<Self> {
+        install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("jcsql/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(cfg.request_timeout)
+            .pool_max_idle_per_host(cfg.max_in_flight.max(1) * 2)
+            .build()
+            .map_err(|e| JcsqlError::Config(format!("cannot build the HTTP client: {e}")))?;
+        Ok(JumpCloudClient {
+            http,
+            in_flight: Arc::new(Semaphore::new(cfg.max_in_flight.max(1))),
+            pace: Arc::new(Mutex::new(Instant::now())),
+            stats: Arc::new(RequestStats::default()),
+            cfg: Arc::new(cfg),
+        })
+    }
+
+    pub fn config(&self) -> &ClientConfig {
+        &self.cfg
+    }
+
+    pub fn stats(&self) -> &RequestStats {
+        &self.stats
+    }
+
+    pub fn requests_made(&self) -> u64 {
+        self.stats.requests.load(Ordering::Relaxed)
+    }
+
+    fn url(&self, v2: bool, path: &str) -> String {
+        let api = if v2 { "/api/v2" } else { "/api" };
+        format!("{}{api}{path}", self.cfg.base_url)
+    }
+
+    fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
+        let mut req = self
+            .http
+            .request(method, url)
+            .header("x-api-key", self.cfg.api_key.expose())
+            .header("accept", "application/json");
+        if let Some(org) = &self.cfg.org_id {
+            req = req.header("x-org-id", org);
+        }
+        req
+    }
+
+    async fn wait_for_pace(&self) {
+        let Some(rps) = self.cfg.requests_per_second.filter(|r| *r > 0.0) else { return };
+        let slot = {
+            let mut next = self.pace.lock().await;
+            let now = Instant::now();
+            let slot = (*next).max(now);
+            *next = slot + Duration::from_secs_f64(1.0 / rps);
+            slot
+        };
+        tokio::time::sleep_until(slot.into()).await;
+    }
+
+    fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        if let Some(d) = retry_after {
+            return d.min(Duration::from_secs(60));
+        }
+        let exp = self.cfg.base_backoff.saturating_mul(1u32 << attempt.min(16));
+        let cap = exp.min(self.cfg.max_backoff);
+        // Full jitter keeps many clients (and our own concurrent pages) from retrying in step.
+        cap.mul_f64(0.5 + 0.5 * jitter())
+    }
+
+    /// A GET with the limiter, retries on 429 / 5xx / transport errors, and JumpCloud's error
+    /// bodies mapped to [`JcsqlError`].
+    async fn get(&self, v2: bool, path: &str, query: &[(&str, String)]) -> Result<Page> {
+        let url = self.url(v2, path);
+        let what = format!("GET {}{path}", if v2 { "/api/v2" } else { "/api" });
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            self.wait_for_pace().await;
+            let permit = self.in_flight.acquire().await.map_err(|_| JcsqlError::Network {
+                base_url: self.cfg.base_url.clone(),
+                reason: "the request limiter was closed".into(),
+            })?;
+            self.stats.requests.fetch_add(1, Ordering::Relaxed);
+            let sent = self.request(reqwest::Method::GET, &url).query(query).send().await;
+            let outcome = match sent {
+                Ok(resp) => {
+                    let status = resp.status();
+                    let total = resp
+                        .headers()
+                        .get("x-total-count")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse().ok());
+                    let retry_after = resp
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<f64>().ok())
+                        .filter(|s| s.is_finite() && *s >= 0.0)
+                        .map(Duration::from_secs_f64);
+                    match resp.bytes().await {
+                        Ok(body) => Ok((status, total, retry_after, body)),
+                        Err(e) => Err(e),
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            drop(permit);
+            match outcome {
+                Ok((status, total, _, body)) if status.is_success() => {
+                    self.stats.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
+                    return Ok(Page { body, total, attempts: attempt as u64 });
+                }
+                Ok((status, _, retry_after, body)) if is_retryable(status) => {
+                    let body: bytes::Bytes = body;
+                    if attempt >= self.cfg.max_attempts {
+                        return Err(JcsqlError::RetriesExhausted {
+                            status: status.as_u16(),
+                            what,
+                            attempts: attempt,
+                            message: error_message(status, &body),
+                        });
+                    }
+                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%status, attempt, "retrying {what}");
+                    tokio::time::sleep(self.backoff(attempt, retry_after)).await;
+                }
+                Ok((status, _, _, body)) => return Err(status_error(status, what, &body)),
+                Err(e) => {
+                    if attempt >= self.cfg.max_attempts.min(4) {
+                        return Err(JcsqlError::Network {
+                            base_url: self.cfg.base_url.clone(),
+                            reason: transport_reason(&e),
+                        });
+                    }
+                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(self.backoff(attempt, None)).await;
+                }
+            }
+        }
+    }
+
+    async fn v1_page(&self, path: &str, skip: u64, limit: u64) -> Result<PageOf> {
+        let query = [("limit", limit.to_string()), ("skip", skip.to_string()), ("sort", "_id".to_string())];
+        let page = self.get(false, path, &query).await?;
+        let decoded: V1Page = serde_json::from_slice(&page.body).map_err(|e| JcsqlError::Decode {
+            what: format!("GET /api{path}"),
+            reason: e.to_string(),
+        })?;
+        let results = decoded.results.ok_or_else(|| JcsqlError::Decode {
+            what: format!("GET /api{path}"),
+            reason: "the body has no `results` list".into(),
+        })?;
+        Ok(PageOf { records: results, total: decoded.total_count.or(page.total), bytes: page.body.len() as u64, attempts: page.attempts })
+    }
+
+    async fn v2_page(
+        &self,
+        path: &str,
+        extra: &[(&str, &str)],
+        skip: u64,
+        limit: u64,
+    ) -> Result<PageOf> {
+        let mut query: Vec<(&str, String)> = extra.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        query.push(("limit", limit.to_string()));
+        query.push(("skip", skip.to_string()));
+        let page = self.get(true, path, &query).await?;
+        let records: Vec<Value> = serde_json::from_slice(&page.body).map_err(|e| JcsqlError::Decode {
+            what: format!("GET /api/v2{path}"),
+            reason: e.to_string(),
+        })?;
+        Ok(PageOf { records, total: page.total, bytes: page.body.len() as u64, attempts: page.attempts })
+    }
+
+    /// One cheap request that proves the key (and org id) work.
+    pub async fn validate(&self) -> Result<()> {
+        self.v1_page("/systemusers", 0, 1).await.map(|_| ())
+    }
+
+    /// Every record of a v1 list (`{totalCount, results}`), sorted by `_id` for stable paging;
+    /// the pages after the first are fetched concurrently once the count is known.
+    pub async fn list_v1(&self, path: &str, on_page: PageCallback<'_>) -> Result<Listing> {
+        self.list(on_page, |skip| self.v1_page(path, skip, PAGE_SIZE)).await
+    }
+
+    /// Every record of a v2 list (JSON array, count in `x-total-count`).
+    pub async fn list_v2(&self, path: &str, query: &[(&str, &str)], on_page: PageCallback<'_>) -> Result<Listing> {
+        self.list(on_page, |skip| self.v2_page(path, query, skip, PAGE_SIZE)).await
+    }
+
+    async fn list<'a, F, Fut>(&'a self, on_page: PageCallback<'_>, page: F) -> Result<Listing>
+    where
+        F: Fn(u64) -> Fut,
+        Fut: Future<Output = Result<PageOf>> + 'a,
+    {
+        let first = page(0).await?;
+        on_page(first.records.len() as u64, first.total);
+        let first_len = first.records.len() as u64;
+        let total = first.total;
+        let mut listing = Listing { expected: total, requests: first.attempts, bytes: first.bytes, records: first.records };
+        match total {
+            Some(total) if total > first_len && first_len > 0 => {
+                let skips: Vec<u64> = (1..total.div_ceil(PAGE_SIZE)).map(|i| i * PAGE_SIZE).collect();
+                let mut pages: Vec<(u64, PageOf)> = stream::iter(skips)
+                    .map(|skip| {
+                        let fut = page(skip);
+                        async move {
+                            let p = fut.await?;
+                            on_page(p.records.len() as u64, p.total);
+                            Ok::<_, JcsqlError>((skip, p))
+                        }
+                    })
+                    .buffer_unordered(self.cfg.max_in_flight.max(1))
+                    .try_collect()
+                    .await?;
+                pages.sort_by_key(|(skip, _)| *skip);
+                for (_, p) in pages {
+                    listing.add(p);
+                }
+            }
+            Some(_) => {}
+            None => {
+                // No count from the server: walk pages until a short one.
+                let mut last = first_len;
+                let mut skip = first_len;
+                while last == PAGE_SIZE {
+                    let p = page(skip).await?;
+                    on_page(p.records.len() as u64, None);
+                    last = p.records.len() as u64;
+                    skip += last;
+                    listing.add(p);
+                }
+            }
+        }
+        Ok(listing)
+    }
+
+    /// Sends a write (POST) once: writes are never retried, since a retry of a create that
+    /// did happen would change its outcome. Non-2xx statuses are returned, not raised, so
+    /// callers can map 409 / 404 to statuses; 401 and transport errors are raised.
+    pub async fn post(&self, v2: bool, path: &str, body: &Value) -> Result<WriteResponse> {
+        let url = self.url(v2, path);
+        let what = format!("POST {}{path}", if v2 { "/api/v2" } else { "/api" });
+        self.wait_for_pace().await;
+        let _permit = self.in_flight.acquire().await.map_err(|_| JcsqlError::Network {
+            base_url: self.cfg.base_url.clone(),
+            reason: "the request limiter was closed".into(),
+        })?;
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let resp = self
+            .request(reqwest::Method::POST, &url)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .map_err(|e| JcsqlError::Network { base_url: self.cfg.base_url.clone(), reason: transport_reason(&e) })?;
+        let status = resp.status();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| JcsqlError::Network { base_url: self.cfg.base_url.clone(), reason: transport_reason(&e) })?;
+        if status == StatusCode::UNAUTHORIZED {
+            return Err(status_error(status, what, &bytes));
+        }
+        Ok(WriteResponse {
+            status: status.as_u16(),
+            body: serde_json::from_slice(&bytes).ok(),
+            message: error_message(status, &bytes),
+        })
+    }
+}
+
+fn is_retryable(status: StatusCode) -> bool {
+    status == StatusCode::TOO_MANY_REQUESTS || matches!(status.as_u16(), 500 | 502 | 503 | 504)
+}
+
+/// `message`, else `error`, else the reason phrase (live JumpCloud bodies vary).
+pub fn error_message(status: StatusCode, body: &[u8]) -> String {
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    let text = parsed
+        .as_ref()
+        .and_then(|v| {
+            v.get("message")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .or_else(|| v.get("error").and_then(Value::as_str))
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| status.canonical_reason().unwrap_or("no reason given").to_string());
+    let text = one_line(&text);
+    if text.chars().count() > 200 { format!("{}…", text.chars().take(200).collect::<String>()) } else { text }
+}
+
+fn status_error(status: StatusCode, what: String, body: &[u8]) -> JcsqlError {
+    let message = error_message(status, body);
+    match status.as_u16() {
+        401 => JcsqlError::Unauthorized { message },
+        403 => JcsqlError::Forbidden { what, message },
+        s => JcsqlError::Http { status: s, what, message },
+    }
+}
+
+fn transport_reason(e: &reqwest::Error) -> String {
+    // reqwest's Display includes the URL, which never holds the key; the source chain says why.
+    let mut reason = if e.is_timeout() {
+        "timed out".to_string()
+    } else if e.is_connect() {
+        "connection failed".to_string()
+    } else {
+        "request failed".to_string()
+    };
+    let mut source = std::error::Error::source(e);
+    let mut last = None;
+    while let Some(s) = source {
+        last = Some(s.to_string());
+        source = s.source();
+    }
+    if let Some(l) = last {
+        reason.push_str(": ");
+        reason.push_str(&l);
+    }
+    one_line(&reason)
+}
+
+/// A number in [0, 1) without a PRNG dependency: the low bits of the clock and a counter.
+fn jitter() -> f64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0x9E37_79B9_7F4A_7C15);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or(0);
+    let mut x = COUNTER.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed) ^ nanos;
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    (x >> 11) as f64 / (1u64 << 53) as f64
+}

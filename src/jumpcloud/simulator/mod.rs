@@ -1,0 +1,537 @@
+//! A faithful fake JumpCloud API (axum on 127.0.0.1) over a generated [`Org`]. It speaks the
+//! official spec's envelopes and statuses, checks `x-api-key` and `x-org-id`, applies writes to
+//! its state, and has knobs for latency, 5xx failures, rate limiting and targeted faults.
+//! `jcsql demo`, `jcsql simulate`, the tests and the benchmark all run it.
+
+pub mod org;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+pub use org::{Org, OrgSpec};
+
+pub const DEMO_API_KEY: &str = "jca_demo";
+
+#[derive(Debug, Clone)]
+pub struct SimulatorConfig {
+    pub org: OrgSpec,
+    pub api_key: String,
+    pub port: u16,
+    pub latency: Duration,
+    /// Share of requests answered 503 (0.0–1.0).
+    pub fail_rate: f64,
+    /// Requests per second before answering 429 with `Retry-After`.
+    pub rate_limit: Option<f64>,
+}
+
+impl SimulatorConfig {
+    pub fn new(users: usize, seed: u64) -> Self {
+        SimulatorConfig {
+            org: OrgSpec::new(users, seed),
+            api_key: DEMO_API_KEY.to_string(),
+            port: 0,
+            latency: Duration::ZERO,
+            fail_rate: 0.0,
+            rate_limit: None,
+        }
+    }
+}
+
+/// A fault aimed at requests whose path starts with `path_prefix` (e.g. `/api/systems`).
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Answer with this status and a JumpCloud-style error body.
+    Status(u16),
+    /// Answer 200 with a body that is not valid JSON.
+    MalformedJson,
+    /// Answer 200 but drop the last record of each page (an incomplete listing).
+    DropRecords,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestRecord {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub status: u16,
+}
+
+struct Shared {
+    org: RwLock<Org>,
+    config: SimulatorConfig,
+    faults: RwLock<Vec<(String, Fault)>>,
+    log: Mutex<Vec<RequestRecord>>,
+    requests: AtomicU64,
+    fail_counter: AtomicU64,
+    bucket: Mutex<(f64, Instant)>,
+}
+
+/// A running simulator; it stops when dropped.
+pub struct Simulator {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl Simulator {
+    /// Generates the org and serves it on 127.0.0.1 (`config.port`, 0 = any free port).
+    pub async fn start(config: SimulatorConfig) -> std::io::Result<Simulator> {
+        let org = Org::generate(&config.org);
+        Self::start_with_org(config, org).await
+    }
+
+    pub async fn start_with_org(config: SimulatorConfig, org: Org) -> std::io::Result<Simulator> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.port)).await?;
+        let addr = listener.local_addr()?;
+        let capacity = config.rate_limit.unwrap_or(0.0);
+        let shared = Arc::new(Shared {
+            org: RwLock::new(org),
+            config,
+            faults: RwLock::new(Vec::new()),
+            log: Mutex::new(Vec::new()),
+            requests: AtomicU64::new(0),
+            fail_counter: AtomicU64::new(0),
+            bucket: Mutex::new((capacity, Instant::now())),
+        });
+        let app = router(shared.clone());
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        Ok(Simulator { addr, shared, shutdown: Some(tx) })
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn api_key(&self) -> &str {
+        &self.shared.config.api_key
+    }
+
+    /// A copy of the org as it is now (writes included).
+    pub fn org(&self) -> Org {
+        self.shared.org.read().map(|o| o.clone()).unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    /// Runs `f` on the org without copying it.
+    pub fn with_org<T>(&self, f: impl FnOnce(&Org) -> T) -> T {
+        match self.shared.org.read() {
+            Ok(o) => f(&o),
+            Err(e) => f(&e.into_inner()),
+        }
+    }
+
+    pub fn request_count(&self) -> u64 {
+        self.shared.requests.load(Ordering::Relaxed)
+    }
+
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.shared.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    pub fn clear_requests(&self) {
+        if let Ok(mut l) = self.shared.log.lock() {
+            l.clear();
+        }
+        self.shared.requests.store(0, Ordering::Relaxed);
+    }
+
+    pub fn set_fault(&self, path_prefix: &str, fault: Fault) {
+        if let Ok(mut f) = self.shared.faults.write() {
+            f.push((path_prefix.to_string(), fault));
+        }
+    }
+
+    pub fn clear_faults(&self) {
+        if let Ok(mut f) = self.shared.faults.write() {
+            f.clear();
+        }
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/api/systemusers", get(list_users))
+        .route("/api/systems", get(list_devices))
+        .route("/api/applications", get(list_applications))
+        .route("/api/v2/usergroups", get(list_groups).post(create_group))
+        .route("/api/v2/usergroups/{id}/members", get(group_members).post(change_member))
+        .route("/api/v2/systems/{id}/associations", get(device_associations))
+        .route("/api/v2/applications/{id}/associations", get(application_associations))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "Not Found") })
+        .layer(middleware::from_fn_with_state(shared.clone(), gatekeeper))
+        .with_state(shared)
+}
+
+/// JumpCloud's error body: `{"message": …}`, with `error` on auth failures as live JumpCloud sends.
+fn error(status: StatusCode, message: &str) -> Response {
+    let body = if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+        json!({"message": message, "error": message})
+    } else {
+        json!({"message": message})
+    };
+    json_response(status, body.to_string(), None)
+}
+
+fn json_response(status: StatusCode, body: String, total: Option<usize>) -> Response {
+    let mut resp = (status, body).into_response();
+    let headers = resp.headers_mut();
+    headers.insert("content-type", HeaderValue::from_static("application/json; charset=utf-8"));
+    if let Some(t) = total {
+        if let Ok(v) = HeaderValue::from_str(&t.to_string()) {
+            headers.insert("x-total-count", v);
+        }
+    }
+    resp
+}
+
+fn is_object_id(s: &str) -> bool {
+    s.len() == 24 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Latency, auth, org selection, rate limit, random failures, targeted faults and the log,
+/// in the order a real edge would apply them.
+async fn gatekeeper(State(shared): State<Arc<Shared>>, headers: HeaderMap, req: Request, next: Next) -> Response {
+    shared.requests.fetch_add(1, Ordering::Relaxed);
+    let method = req.method().to_string();
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or_default().to_string();
+    let cfg = &shared.config;
+    if !cfg.latency.is_zero() {
+        tokio::time::sleep(cfg.latency).await;
+    }
+    let resp = gate(&shared, &headers, &path, &query, req, next).await;
+    if let Ok(mut log) = shared.log.lock() {
+        log.push(RequestRecord { method, path, query, status: resp.status().as_u16() });
+    }
+    resp
+}
+
+async fn gate(shared: &Shared, headers: &HeaderMap, path: &str, query: &str, req: Request, next: Next) -> Response {
+    let cfg = &shared.config;
+    let key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
+    if key != Some(cfg.api_key.as_str()) {
+        return error(StatusCode::UNAUTHORIZED, "Unauthorized");
+    }
+    if let Some(org) = headers.get("x-org-id").and_then(|v| v.to_str().ok()) {
+        if !is_object_id(org) {
+            return error(StatusCode::BAD_REQUEST, "Bad Request: invalid x-org-id header");
+        }
+        let ours = shared.org.read().map(|o| o.org_id.clone()).unwrap_or_default();
+        if org != ours {
+            return error(StatusCode::NOT_FOUND, "Not Found: organization not found");
+        }
+    }
+    if let Some(rps) = cfg.rate_limit.filter(|r| *r > 0.0) {
+        if let Some(wait) = take_token(shared, rps) {
+            let mut resp = error(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
+            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                resp.headers_mut().insert("retry-after", v);
+            }
+            return resp;
+        }
+    }
+    if cfg.fail_rate > 0.0 {
+        let n = shared.fail_counter.fetch_add(1, Ordering::Relaxed);
+        let mut rng = org::Rng::new(n.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ cfg.org.seed);
+        if rng.chance(cfg.fail_rate) {
+            return error(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable");
+        }
+    }
+    let fault = shared
+        .faults
+        .read()
+        .ok()
+        .and_then(|f| f.iter().find(|(p, _)| path.starts_with(p.as_str())).map(|(_, f)| f.clone()));
+    match fault {
+        Some(Fault::Status(code)) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            error(status, status.canonical_reason().unwrap_or("Error"))
+        }
+        Some(Fault::MalformedJson) => json_response(StatusCode::OK, "{\"results\": [{\"_id\": \"6026".to_string(), None),
+        Some(Fault::DropRecords) => {
+            let resp = next.run(req).await;
+            drop_last_record(resp, query).await
+        }
+        None => next.run(req).await,
+    }
+}
+
+async fn drop_last_record(resp: Response, _query: &str) -> Response {
+    let (parts, body) = resp.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
+    };
+    let mut v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    match &mut v {
+        Value::Array(a) => {
+            a.pop();
+        }
+        Value::Object(o) => {
+            if let Some(Value::Array(a)) = o.get_mut("results") {
+                a.pop();
+            }
+        }
+        _ => {}
+    }
+    Response::from_parts(parts, Body::from(v.to_string()))
+}
+
+/// A token bucket holding one second of requests; `Some(wait)` when it is empty.
+fn take_token(shared: &Shared, rps: f64) -> Option<Duration> {
+    let mut b = shared.bucket.lock().ok()?;
+    let now = Instant::now();
+    let (tokens, last) = *b;
+    let tokens = (tokens + now.duration_since(last).as_secs_f64() * rps).min(rps.max(1.0));
+    if tokens >= 1.0 {
+        *b = (tokens - 1.0, now);
+        None
+    } else {
+        *b = (tokens, now);
+        Some(Duration::from_secs_f64((1.0 - tokens) / rps))
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct Paging {
+    limit: Option<String>,
+    skip: Option<String>,
+    targets: Option<String>,
+}
+
+/// `limit` (default 10, at most 100) and `skip`, validated as JumpCloud does.
+fn paging(p: &Paging) -> Result<(usize, usize), Response> {
+    let limit = match &p.limit {
+        None => 10,
+        Some(s) => s.parse::<usize>().map_err(|_| {
+            error(StatusCode::BAD_REQUEST, &format!("Bad Request: invalid request parameter \"limit\": {s:?}"))
+        })?,
+    };
+    if limit > 100 {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "Bad Request: request parameter \"limit\" exceeds maximum value of 100",
+        ));
+    }
+    let skip = match &p.skip {
+        None => 0,
+        Some(s) => s.parse::<usize>().map_err(|_| {
+            error(StatusCode::BAD_REQUEST, &format!("Bad Request: invalid request parameter \"skip\": {s:?}"))
+        })?,
+    };
+    Ok((if limit == 0 { 10 } else { limit }, skip))
+}
+
+fn v1_page<T: Serialize>(items: &[T], p: &Paging) -> Response {
+    match paging(p) {
+        Err(r) => r,
+        Ok((limit, skip)) => {
+            let page: Vec<&T> = items.iter().skip(skip).take(limit).collect();
+            let body = json!({"totalCount": items.len(), "results": page});
+            json_response(StatusCode::OK, body.to_string(), None)
+        }
+    }
+}
+
+fn v2_page(items: Vec<Value>, p: &Paging) -> Response {
+    match paging(p) {
+        Err(r) => r,
+        Ok((limit, skip)) => {
+            let total = items.len();
+            let page: Vec<Value> = items.into_iter().skip(skip).take(limit).collect();
+            json_response(StatusCode::OK, Value::Array(page).to_string(), Some(total))
+        }
+    }
+}
+
+fn read_org(shared: &Shared) -> std::sync::RwLockReadGuard<'_, Org> {
+    shared.org.read().unwrap_or_else(|e| e.into_inner())
+}
+
+async fn list_users(State(s): State<Arc<Shared>>, Query(p): Query<Paging>) -> Response {
+    v1_page(&read_org(&s).users, &p)
+}
+
+async fn list_devices(State(s): State<Arc<Shared>>, Query(p): Query<Paging>) -> Response {
+    v1_page(&read_org(&s).devices, &p)
+}
+
+async fn list_applications(State(s): State<Arc<Shared>>, Query(p): Query<Paging>) -> Response {
+    v1_page(&read_org(&s).applications, &p)
+}
+
+async fn list_groups(State(s): State<Arc<Shared>>, Query(p): Query<Paging>) -> Response {
+    let items: Vec<Value> = read_org(&s).groups.iter().filter_map(|g| serde_json::to_value(g).ok()).collect();
+    v2_page(items, &p)
+}
+
+/// A `GraphConnection` edge as `/members` and `/associations` return it.
+fn edge(id: &str, kind: &str, attributes: Value) -> Value {
+    json!({"attributes": attributes, "to": {"attributes": null, "id": id, "type": kind}})
+}
+
+fn bad_id(id: &str) -> Response {
+    error(StatusCode::BAD_REQUEST, &format!("Bad Request: invalid object id \"{id}\""))
+}
+
+async fn group_members(State(s): State<Arc<Shared>>, Path(id): Path<String>, Query(p): Query<Paging>) -> Response {
+    if !is_object_id(&id) {
+        return bad_id(&id);
+    }
+    let org = read_org(&s);
+    let Some(&g) = org.group_index.get(&id) else {
+        return error(StatusCode::NOT_FOUND, "Not Found");
+    };
+    let items = org.group_members[g].iter().map(|&u| edge(&org.users[u].id, "user", Value::Null)).collect();
+    v2_page(items, &p)
+}
+
+fn targets_error(allowed: &str) -> Response {
+    error(
+        StatusCode::BAD_REQUEST,
+        &format!("Bad Request: request parameter \"targets\" is required and must be one of: {allowed}"),
+    )
+}
+
+async fn device_associations(State(s): State<Arc<Shared>>, Path(id): Path<String>, Query(p): Query<Paging>) -> Response {
+    if !is_object_id(&id) {
+        return bad_id(&id);
+    }
+    let org = read_org(&s);
+    let Some(&d) = org.device_index.get(&id) else {
+        return error(StatusCode::NOT_FOUND, "Not Found");
+    };
+    let items = match p.targets.as_deref() {
+        Some("user") => org.device_users[d]
+            .iter()
+            .map(|(u, sudo)| {
+                let attrs = match sudo {
+                    Some((enabled, without)) => json!({"sudo": {"enabled": enabled, "withoutPassword": without}}),
+                    None => Value::Null,
+                };
+                edge(&org.users[*u].id, "user", attrs)
+            })
+            .collect(),
+        Some("command" | "policy" | "policy_group" | "user_group") => vec![],
+        _ => return targets_error("command, policy, policy_group, user, user_group"),
+    };
+    v2_page(items, &p)
+}
+
+async fn application_associations(
+    State(s): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    Query(p): Query<Paging>,
+) -> Response {
+    if !is_object_id(&id) {
+        return bad_id(&id);
+    }
+    let org = read_org(&s);
+    let Some(&a) = org.app_index.get(&id) else {
+        return error(StatusCode::NOT_FOUND, "Not Found");
+    };
+    let items = match p.targets.as_deref() {
+        Some("user") => org.app_users[a].iter().map(|&u| edge(&org.users[u].id, "user", Value::Null)).collect(),
+        Some("user_group") => {
+            org.app_groups[a].iter().map(|&g| edge(&org.groups[g].id, "user_group", Value::Null)).collect()
+        }
+        _ => return targets_error("user, user_group"),
+    };
+    v2_page(items, &p)
+}
+
+fn body_json(bytes: &[u8]) -> Result<Value, Response> {
+    serde_json::from_slice::<Value>(bytes)
+        .ok()
+        .filter(Value::is_object)
+        .ok_or_else(|| error(StatusCode::BAD_REQUEST, "Bad Request: body must be a JSON object"))
+}
+
+async fn create_group(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
+    let v = match body_json(&body) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let Some(name) = v.get("name").and_then(Value::as_str).filter(|n| !n.trim().is_empty()) else {
+        return error(StatusCode::BAD_REQUEST, "Bad Request: name is required");
+    };
+    let description = v.get("description").and_then(Value::as_str).unwrap_or_default();
+    let mut org = s.org.write().unwrap_or_else(|e| e.into_inner());
+    match org.create_group(name, description) {
+        Some(g) => json_response(StatusCode::CREATED, serde_json::to_string(g).unwrap_or_default(), None),
+        None => error(StatusCode::CONFLICT, "Already Exists"),
+    }
+}
+
+async fn change_member(State(s): State<Arc<Shared>>, Path(id): Path<String>, body: axum::body::Bytes) -> Response {
+    if !is_object_id(&id) {
+        return bad_id(&id);
+    }
+    let v = match body_json(&body) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let op = v.get("op").and_then(Value::as_str).unwrap_or_default().to_string();
+    let kind = v.get("type").and_then(Value::as_str).unwrap_or_default();
+    let Some(user_id) = v.get("id").and_then(Value::as_str) else {
+        return error(StatusCode::BAD_REQUEST, "Bad Request: id is required");
+    };
+    if kind != "user" {
+        return error(StatusCode::BAD_REQUEST, "Bad Request: type must be user");
+    }
+    let mut org = s.org.write().unwrap_or_else(|e| e.into_inner());
+    let (Some(&g), Some(&u)) = (org.group_index.get(&id), org.user_index.get(user_id)) else {
+        return error(StatusCode::NOT_FOUND, "Not Found");
+    };
+    let changed = match op.as_str() {
+        "add" => org.group_members[g].insert(u),
+        "remove" => org.group_members[g].remove(&u),
+        _ => return error(StatusCode::BAD_REQUEST, "Bad Request: op must be add or remove"),
+    };
+    match (op.as_str(), changed) {
+        (_, true) => StatusCode::NO_CONTENT.into_response(),
+        ("add", false) => error(StatusCode::CONFLICT, "Already Exists"),
+        _ => error(StatusCode::NOT_FOUND, "Not Found"),
+    }
+}
+
+/// Per-path request counts, for tests and the benchmark.
+pub fn count_by_path(records: &[RequestRecord]) -> HashMap<String, usize> {
+    let mut m = HashMap::new();
+    for r in records {
+        *m.entry(r.path.clone()).or_insert(0) += 1;
+    }
+    m
+}
