@@ -109,20 +109,20 @@ impl CachedTable {
     /// a file exists but cannot be used).
     pub fn current(&self) -> (Arc<Snapshot>, Option<String>) {
         let mut warning = None;
-        if !self.disk_checked.swap(true, Ordering::AcqRel) {
-            if let Some(path) = &self.file {
-                match read_snapshot(path, &self.schema()) {
-                    Ok(Some(snap)) => {
-                        if self.snapshot.load().meta.is_none() {
-                            self.snapshot.store(Arc::new(snap));
-                        }
+        if !self.disk_checked.swap(true, Ordering::AcqRel)
+            && let Some(path) = &self.file
+        {
+            match read_snapshot(path, &self.schema()) {
+                Ok(Some(snap)) => {
+                    if self.snapshot.load().meta.is_none() {
+                        self.snapshot.store(Arc::new(snap));
                     }
-                    Ok(None) => {}
-                    Err(e) => {
-                        warning = Some(format!("{e}; it will be fetched again"));
-                        // A broken file must not come back after a restart either.
-                        let _ = std::fs::remove_file(path);
-                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    warning = Some(format!("{e}; it will be fetched again"));
+                    // A broken file must not come back after a restart either.
+                    let _ = std::fs::remove_file(path);
                 }
             }
         }
@@ -143,7 +143,9 @@ impl CachedTable {
     /// Applies a change made by an action to the snapshot in memory and on disk.
     pub fn patch(&self, f: impl FnOnce(&[RecordBatch]) -> Result<Vec<RecordBatch>>) -> Result<()> {
         let (current, _) = self.current();
-        let Some(meta) = current.meta.clone() else { return Ok(()) };
+        let Some(meta) = current.meta.clone() else {
+            return Ok(());
+        };
         let batches = f(&current.batches)?;
         let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
         self.replace(Snapshot { batches, meta: Some(SnapshotMeta { rows, ..meta }) })
@@ -187,7 +189,9 @@ fn read_snapshot(path: &Path, schema: &SchemaRef) -> Result<Option<Snapshot>> {
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(JcsqlError::Cache(format!("cannot open {}: {e}", path.display()))),
+        Err(e) => {
+            return Err(JcsqlError::Cache(format!("cannot open {}: {e}", path.display())));
+        }
     };
     let bad = |why: String| JcsqlError::Cache(format!("the snapshot {} is unusable ({why})", path.display()));
     let reader = FileReader::try_new(BufReader::new(file), None).map_err(|e| bad(e.to_string()))?;

@@ -39,9 +39,10 @@ impl JumpCloudTable {
 
 fn literal_text(e: &Expr) -> Option<String> {
     match e {
-        Expr::Literal(ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)), _) => {
-            Some(s.clone())
-        }
+        Expr::Literal(
+            ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)),
+            _,
+        ) => Some(s.clone()),
         Expr::Cast(c) => literal_text(&c.expr),
         _ => None,
     }
@@ -61,6 +62,12 @@ fn parent_filter_values(f: &Expr, col: &str) -> Option<Vec<String>> {
             } else {
                 None
             }
+        }
+        // The optimizer turns short IN lists into OR chains.
+        Expr::BinaryExpr(BinaryExpr { left, op: Operator::Or, right }) => {
+            let mut values = parent_filter_values(left, col)?;
+            values.extend(parent_filter_values(right, col)?);
+            Some(values)
         }
         Expr::InList(list) if !list.negated && is_column(&list.expr, col) => {
             list.list.iter().map(literal_text).collect::<Option<Vec<_>>>()

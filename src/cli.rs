@@ -239,7 +239,9 @@ impl Demo {
             client.max_in_flight = n;
         }
         let freshness = freshness_from(g, None)?;
-        let engine = Engine::new(EngineOptions { client: Some(client), cache_dir: Some(dir.path().to_path_buf()), freshness }).await?;
+        let engine =
+            Engine::new(EngineOptions { client: Some(client), cache_dir: Some(dir.path().to_path_buf()), freshness })
+                .await?;
         install_observer(&engine, g);
         Ok(Demo { simulator, engine, dir })
     }
@@ -293,10 +295,8 @@ async fn run_front_end(engine: &Engine, g: &GlobalArgs, home: &Home) -> Result<u
     let format = g.format.unwrap_or(if std::io::stdout().is_terminal() { Format::Table } else { Format::Csv });
     let mut scripts: Vec<(String, String)> = g.commands.iter().map(|c| ("-c".to_string(), c.clone())).collect();
     for f in &g.files {
-        let text = std::fs::read_to_string(f).map_err(|e| JcsqlError::File {
-            path: f.display().to_string(),
-            reason: format!("cannot read it ({e})"),
-        })?;
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| JcsqlError::File { path: f.display().to_string(), reason: format!("cannot read it ({e})") })?;
         scripts.push((f.display().to_string(), text));
     }
     if scripts.is_empty() && !std::io::stdin().is_terminal() {
@@ -376,7 +376,8 @@ pub fn print_result(
         }
         _ => batches.to_vec(),
     };
-    let text = render(format, schema, &shown).map_err(|e| JcsqlError::Config(format!("cannot format the result: {e}")))?;
+    let text =
+        render(format, schema, &shown).map_err(|e| JcsqlError::Config(format!("cannot format the result: {e}")))?;
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes());
     if format == Format::Table && !text.ends_with('\n') {
@@ -405,15 +406,12 @@ pub fn split_statements(text: &str) -> Vec<Statement> {
         if c == '\n' {
             line += 1;
         }
-        match quote {
-            Some(q) => {
-                cur.push(c);
-                if c == q {
-                    quote = None;
-                }
-                continue;
+        if let Some(q) = quote {
+            cur.push(c);
+            if c == q {
+                quote = None;
             }
-            None => {}
+            continue;
         }
         match c {
             '\'' | '"' => {
@@ -513,7 +511,8 @@ fn summary_batch(results: &[(String, Result<RefreshSummary, JcsqlError>)]) -> da
         .map(|(_, r)| r.as_ref().ok().map(|s| (s.duration.as_secs_f64() * 1000.0).round() / 1000.0))
         .collect();
     let status: StringArray = results.iter().map(|(_, r)| Some(if r.is_ok() { "ok" } else { "error" })).collect();
-    let cols: Vec<ArrayRef> = vec![Arc::new(names), Arc::new(rows), Arc::new(requests), Arc::new(secs), Arc::new(status)];
+    let cols: Vec<ArrayRef> =
+        vec![Arc::new(names), Arc::new(rows), Arc::new(requests), Arc::new(secs), Arc::new(status)];
     Ok(RecordBatch::try_new(schema, cols)?)
 }
 
@@ -556,7 +555,10 @@ async fn connect_jumpcloud(
     }
     stored.jumpcloud = Some(settings);
     stored.save(&home.config_file())?;
-    eprintln!("The key works; it is saved in {} (readable by you only). Fetching your directory…", home.config_file().display());
+    eprintln!(
+        "The key works; it is saved in {} (readable by you only). Fetching your directory…",
+        home.config_file().display()
+    );
     // The environment's key would override the one just stored; the first sync must use the new one.
     // SAFETY: single-threaded at this point of the CLI's life as far as env access is concerned.
     unsafe { std::env::remove_var("JUMPCLOUD_API_KEY") };

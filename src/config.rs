@@ -75,7 +75,8 @@ impl StoredConfig {
 
     /// Writes the file readable by its owner only, via a temp file and a rename.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let fail = |e: &dyn std::fmt::Display| JcsqlError::File { path: path.display().to_string(), reason: e.to_string() };
+        let fail =
+            |e: &dyn std::fmt::Display| JcsqlError::File { path: path.display().to_string(), reason: e.to_string() };
         let dir = path.parent().unwrap_or_else(|| Path::new("."));
         std::fs::create_dir_all(dir).map_err(|e| fail(&e))?;
         let text = toml::to_string(self).map_err(|e| fail(&e))?;

@@ -41,16 +41,14 @@ impl Engine {
         let cache_dir = options.cache_dir.as_ref().map(|d| crate::jumpcloud::cache_dir(d, "jumpcloud"));
         let connection = Arc::new(Connection::new("jumpcloud", client, cache_dir.as_deref(), options.freshness));
 
-        let config = SessionConfig::new()
-            .with_information_schema(true)
-            .with_default_catalog_and_schema("datafusion", "public");
+        let config =
+            SessionConfig::new().with_information_schema(true).with_default_catalog_and_schema("datafusion", "public");
         let mut ctx = SessionContext::new_with_config(config);
         datafusion_functions_json::register_all(&mut ctx)
             .map_err(|e| JcsqlError::Config(format!("cannot register the JSON functions: {e}")))?;
 
-        let catalog = ctx
-            .catalog("datafusion")
-            .ok_or_else(|| JcsqlError::Config("the default catalog is missing".into()))?;
+        let catalog =
+            ctx.catalog("datafusion").ok_or_else(|| JcsqlError::Config("the default catalog is missing".into()))?;
         let schema = Arc::new(JumpCloudSchema::new(&connection));
         catalog
             .register_schema(&connection.schema_name, schema.clone())

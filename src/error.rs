@@ -28,7 +28,9 @@ pub enum JcsqlError {
     #[error("cannot reach JumpCloud at {base_url} ({reason}); check the network or JUMPCLOUD_API_URL")]
     Network { base_url: String, reason: String },
 
-    #[error("JumpCloud sent a response jcsql cannot read for {what} ({reason}); retry with `jcsql sync`, and report it if it persists")]
+    #[error(
+        "JumpCloud sent a response jcsql cannot read for {what} ({reason}); retry with `jcsql sync`, and report it if it persists"
+    )]
     Decode { what: String, reason: String },
 
     #[error(
@@ -41,7 +43,9 @@ pub enum JcsqlError {
     )]
     NotConnected,
 
-    #[error("{table} has no data yet and jcsql is offline; run without --offline (or `jcsql sync {table}`) to fetch it")]
+    #[error(
+        "{table} has no data yet and jcsql is offline; run without --offline (or `jcsql sync {table}`) to fetch it"
+    )]
     OfflineNoData { table: String },
 
     #[error("unknown table {name}; the JumpCloud tables are: {known}")]

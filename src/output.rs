@@ -25,7 +25,9 @@ pub fn render(format: Format, schema: &SchemaRef, batches: &[RecordBatch]) -> Re
         Format::Table => {
             if batches.iter().all(|b| b.num_rows() == 0) {
                 let empty = RecordBatch::new_empty(schema.clone());
-                return Ok(pretty_format_batches_with_options(&[empty], &format_options().with_null("NULL"))?.to_string());
+                return Ok(
+                    pretty_format_batches_with_options(&[empty], &format_options().with_null("NULL"))?.to_string()
+                );
             }
             Ok(pretty_format_batches_with_options(batches, &format_options().with_null("NULL"))?.to_string())
         }
@@ -70,7 +72,8 @@ pub fn render(format: Format, schema: &SchemaRef, batches: &[RecordBatch]) -> Re
 fn markdown(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<String, ArrowError> {
     let escape = |s: &str| s.replace('|', "\\|").replace('\n', " ");
     let names: Vec<String> = schema.fields().iter().map(|f| escape(f.name())).collect();
-    let mut out = format!("| {} |\n|{}|\n", names.join(" | "), names.iter().map(|_| "---").collect::<Vec<_>>().join("|"));
+    let mut out =
+        format!("| {} |\n|{}|\n", names.join(" | "), names.iter().map(|_| "---").collect::<Vec<_>>().join("|"));
     let opts = format_options();
     for b in batches {
         let fmts = b

@@ -28,10 +28,10 @@ impl ProgressObserver {
     }
 
     fn with_bar(&self, table: &str, f: impl FnOnce(&ProgressBar)) {
-        if let Ok(bars) = self.bars.lock() {
-            if let Some(b) = bars.get(table) {
-                f(b);
-            }
+        if let Ok(bars) = self.bars.lock()
+            && let Some(b) = bars.get(table)
+        {
+            f(b);
         }
     }
 }

@@ -33,7 +33,8 @@ struct ReplState {
 }
 
 pub async fn run(engine: &Engine, g: &GlobalArgs, home: &Home, format: Format) -> Result<u8, JcsqlError> {
-    let mut editor = DefaultEditor::new().map_err(|e| JcsqlError::Config(format!("cannot start the line editor: {e}")))?;
+    let mut editor =
+        DefaultEditor::new().map_err(|e| JcsqlError::Config(format!("cannot start the line editor: {e}")))?;
     let history = home.history_file();
     let _ = editor.load_history(&history);
     if engine.connection().client().is_none() {
@@ -134,7 +135,9 @@ async fn meta_command(engine: &Engine, state: &mut ReplState, line: &str) -> boo
         }
         ("mode", Some(m)) => match <Format as clap::ValueEnum>::from_str(m, true) {
             Ok(f) => state.format = f,
-            Err(_) => eprintln!("Error: unknown mode {m}; use table, csv, json, ndjson or markdown"),
+            Err(_) => {
+                eprintln!("Error: unknown mode {m}; use table, csv, json, ndjson or markdown")
+            }
         },
         ("timer", Some(v)) => state.timer = v == "on",
         ("offline", Some(v)) => {
@@ -145,7 +148,12 @@ async fn meta_command(engine: &Engine, state: &mut ReplState, line: &str) -> boo
             let names: Vec<String> = table.map(|t| vec![t.to_string()]).unwrap_or_default();
             for (name, r) in engine.connection().sync(&names).await {
                 match r {
-                    Ok(s) => eprintln!("{name}: {} in {:.1}s ({})", plural(s.rows as usize, "row"), s.duration.as_secs_f64(), plural(s.requests as usize, "request")),
+                    Ok(s) => eprintln!(
+                        "{name}: {} in {:.1}s ({})",
+                        plural(s.rows as usize, "row"),
+                        s.duration.as_secs_f64(),
+                        plural(s.requests as usize, "request")
+                    ),
                     Err(e) => eprintln!("Error: {name}: {e}"),
                 }
             }

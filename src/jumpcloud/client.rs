@@ -198,7 +198,9 @@ impl JumpCloudClient {
     }
 
     async fn wait_for_pace(&self) {
-        let Some(rps) = self.cfg.requests_per_second.filter(|r| *r > 0.0) else { return };
+        let Some(rps) = self.cfg.requests_per_second.filter(|r| *r > 0.0) else {
+            return;
+        };
         let slot = {
             let mut next = self.pace.lock().await;
             let now = Instant::now();
@@ -294,32 +296,27 @@ impl JumpCloudClient {
     async fn v1_page(&self, path: &str, skip: u64, limit: u64) -> Result<PageOf> {
         let query = [("limit", limit.to_string()), ("skip", skip.to_string()), ("sort", "_id".to_string())];
         let page = self.get(false, path, &query).await?;
-        let decoded: V1Page = serde_json::from_slice(&page.body).map_err(|e| JcsqlError::Decode {
-            what: format!("GET /api{path}"),
-            reason: e.to_string(),
-        })?;
+        let decoded: V1Page = serde_json::from_slice(&page.body)
+            .map_err(|e| JcsqlError::Decode { what: format!("GET /api{path}"), reason: e.to_string() })?;
         let results = decoded.results.ok_or_else(|| JcsqlError::Decode {
             what: format!("GET /api{path}"),
             reason: "the body has no `results` list".into(),
         })?;
-        Ok(PageOf { records: results, total: decoded.total_count.or(page.total), bytes: page.body.len() as u64, attempts: page.attempts })
+        Ok(PageOf {
+            records: results,
+            total: decoded.total_count.or(page.total),
+            bytes: page.body.len() as u64,
+            attempts: page.attempts,
+        })
     }
 
-    async fn v2_page(
-        &self,
-        path: &str,
-        extra: &[(&str, &str)],
-        skip: u64,
-        limit: u64,
-    ) -> Result<PageOf> {
+    async fn v2_page(&self, path: &str, extra: &[(&str, &str)], skip: u64, limit: u64) -> Result<PageOf> {
         let mut query: Vec<(&str, String)> = extra.iter().map(|(k, v)| (*k, v.to_string())).collect();
         query.push(("limit", limit.to_string()));
         query.push(("skip", skip.to_string()));
         let page = self.get(true, path, &query).await?;
-        let records: Vec<Value> = serde_json::from_slice(&page.body).map_err(|e| JcsqlError::Decode {
-            what: format!("GET /api/v2{path}"),
-            reason: e.to_string(),
-        })?;
+        let records: Vec<Value> = serde_json::from_slice(&page.body)
+            .map_err(|e| JcsqlError::Decode { what: format!("GET /api/v2{path}"), reason: e.to_string() })?;
         Ok(PageOf { records, total: page.total, bytes: page.body.len() as u64, attempts: page.attempts })
     }
 
@@ -348,7 +345,8 @@ impl JumpCloudClient {
         on_page(first.records.len() as u64, first.total);
         let first_len = first.records.len() as u64;
         let total = first.total;
-        let mut listing = Listing { expected: total, requests: first.attempts, bytes: first.bytes, records: first.records };
+        let mut listing =
+            Listing { expected: total, requests: first.attempts, bytes: first.bytes, records: first.records };
         match total {
             Some(total) if total > first_len && first_len > 0 => {
                 let skips: Vec<u64> = (1..total.div_ceil(PAGE_SIZE)).map(|i| i * PAGE_SIZE).collect();

@@ -356,9 +356,9 @@ impl Connection {
             wanted.into_iter().partition(|t| !matches!(t.def.source, Source::PerParent { .. }));
         let mut out = Vec::new();
         for group in [lists, relations] {
-            let results = futures::future::join_all(group.iter().map(|t| async move {
-                (t.def.name.to_string(), self.refresh(t).await)
-            }))
+            let results = futures::future::join_all(
+                group.iter().map(|t| async move { (t.def.name.to_string(), self.refresh(t).await) }),
+            )
             .await;
             out.extend(results);
         }

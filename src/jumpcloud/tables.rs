@@ -24,11 +24,7 @@ pub enum Source {
     /// A v2 list: `GET /api/v2{path}` answering a JSON array with `x-total-count`.
     V2List { path: &'static str },
     /// A v2 graph list fetched once per row of `parent` (`{id}` in `path` is the parent's id).
-    PerParent {
-        parent: &'static str,
-        path: &'static str,
-        query: &'static [(&'static str, &'static str)],
-    },
+    PerParent { parent: &'static str, path: &'static str, query: &'static [(&'static str, &'static str)] },
 }
 
 /// How one JSON value becomes one Arrow value.
@@ -54,9 +50,7 @@ impl Kind {
             Kind::Text | Kind::Json | Kind::Reference | Kind::ParentId => DataType::Utf8,
             Kind::Bool => DataType::Boolean,
             Kind::Int => DataType::Int64,
-            Kind::Timestamp | Kind::FetchedAt => {
-                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
-            }
+            Kind::Timestamp | Kind::FetchedAt => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
         }
     }
 }
@@ -190,11 +184,8 @@ impl TableDef {
         parents: &[&str],
         fetched_at_us: i64,
     ) -> datafusion::error::Result<RecordBatch> {
-        let arrays: Vec<ArrayRef> = self
-            .columns
-            .iter()
-            .map(|c| build_column(c, records, parents, fetched_at_us))
-            .collect();
+        let arrays: Vec<ArrayRef> =
+            self.columns.iter().map(|c| build_column(c, records, parents, fetched_at_us)).collect();
         Ok(RecordBatch::try_new(self.schema(), arrays)?)
     }
 }
@@ -329,19 +320,14 @@ pub fn parse_timestamp_us(s: &str) -> Option<i64> {
 /// passwords, shared secrets). They never reach a column, even inside JSON text.
 pub fn is_secret_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
-    ["password", "token", "secret", "privatekey", "private_key", "apikey", "api_key"]
-        .iter()
-        .any(|s| k.contains(s))
+    ["password", "token", "secret", "privatekey", "private_key", "apikey", "api_key"].iter().any(|s| k.contains(s))
         && !matches!(k.as_str(), "passwordless_sudo" | "password_never_expires" | "password_expired")
 }
 
 fn strip_secrets(v: &Value) -> Value {
     match v {
         Value::Object(o) => Value::Object(
-            o.iter()
-                .filter(|(k, _)| !is_secret_key(k))
-                .map(|(k, v)| (k.clone(), strip_secrets(v)))
-                .collect(),
+            o.iter().filter(|(k, _)| !is_secret_key(k)).map(|(k, v)| (k.clone(), strip_secrets(v))).collect(),
         ),
         Value::Array(a) => Value::Array(a.iter().map(strip_secrets).collect()),
         other => other.clone(),
@@ -456,9 +442,12 @@ fn user_groups() -> TableDef {
                 .named("sudo_enabled"),
             Column::new("attributes.sudo.withoutPassword", Bool, "Members get passwordless sudo.")
                 .named("sudo_without_password"),
-            Column::new("attributes.sambaEnabled", Bool, "Samba is enabled for the group.")
-                .named("samba_enabled"),
-            Column::new("attributes", Json, "All group attributes (JSON: sudo, ldapGroups, posixGroups, radius, custom)."),
+            Column::new("attributes.sambaEnabled", Bool, "Samba is enabled for the group.").named("samba_enabled"),
+            Column::new(
+                "attributes",
+                Json,
+                "All group attributes (JSON: sudo, ldapGroups, posixGroups, radius, custom).",
+            ),
             Column::new("memberQuery", Json, "Rule of a dynamic group (JSON)."),
             Column::new("memberQueryErrorFlags", Json, "Problems with the dynamic rule (JSON array)."),
             Column::new("memberQueryExemptions", Json, "Objects exempted from the dynamic rule (JSON array)."),
@@ -589,7 +578,9 @@ fn applications() -> TableDef {
     )
 }
 
-fn graph_edge(
+/// A graph (edge) table fetched once per parent: `{parent_col}` is the parent's id and
+/// `{target_col}` the `to.id` of each edge.
+struct Edge {
     name: &'static str,
     description: &'static str,
     parent: &'static str,
@@ -598,74 +589,78 @@ fn graph_edge(
     parent_col: &'static str,
     target_col: &'static str,
     key: &'static [&'static str],
-    extra: Vec<Column>,
-) -> TableDef {
-    let mut columns = vec![
-        Column::new("parent", ParentId, "Id of the object the edge starts from.").named(parent_col),
-        Column::new("to.id", Text, "Id of the object the edge points to.").named(target_col),
-    ];
-    columns.extend(extra);
-    TableDef::new(name, description, Source::PerParent { parent, path, query }, None, key, columns)
+}
+
+impl Edge {
+    fn table(self, extra: Vec<Column>) -> TableDef {
+        let mut columns = vec![
+            Column::new("parent", ParentId, "Id of the object the edge starts from.").named(self.parent_col),
+            Column::new("to.id", Text, "Id of the object the edge points to.").named(self.target_col),
+        ];
+        columns.extend(extra);
+        let source = Source::PerParent { parent: self.parent, path: self.path, query: self.query };
+        TableDef::new(self.name, self.description, source, None, self.key, columns)
+    }
 }
 
 fn user_group_members() -> TableDef {
-    graph_edge(
-        "user_group_members",
-        "Direct members of each user group (v2 /usergroups/{id}/members).",
-        "user_groups",
-        "/usergroups/{id}/members",
-        &[],
-        "group_id",
-        "user_id",
-        &["user_id"],
-        vec![],
-    )
+    Edge {
+        name: "user_group_members",
+        description: "Direct members of each user group (v2 /usergroups/{id}/members).",
+        parent: "user_groups",
+        path: "/usergroups/{id}/members",
+        query: &[],
+        parent_col: "group_id",
+        target_col: "user_id",
+        key: &["user_id"],
+    }
+    .table(vec![])
 }
 
 fn device_users() -> TableDef {
-    graph_edge(
-        "device_users",
-        "Users bound to each device (v2 /systems/{id}/associations?targets=user).",
-        "devices",
-        "/systems/{id}/associations",
-        &[("targets", "user")],
-        "device_id",
-        "user_id",
-        &["user_id"],
-        vec![
-            Column::new("attributes.sudo.enabled", Bool, "The user has sudo on this device.").named("sudo_enabled"),
-            Column::new("attributes.sudo.withoutPassword", Bool, "The user has passwordless sudo on this device.")
-                .named("sudo_without_password"),
-        ],
-    )
+    Edge {
+        name: "device_users",
+        description: "Users bound to each device (v2 /systems/{id}/associations?targets=user).",
+        parent: "devices",
+        path: "/systems/{id}/associations",
+        query: &[("targets", "user")],
+        parent_col: "device_id",
+        target_col: "user_id",
+        key: &["user_id"],
+    }
+    .table(vec![
+        Column::new("attributes.sudo.enabled", Bool, "The user has sudo on this device.").named("sudo_enabled"),
+        Column::new("attributes.sudo.withoutPassword", Bool, "The user has passwordless sudo on this device.")
+            .named("sudo_without_password"),
+    ])
 }
 
 fn application_user_groups() -> TableDef {
-    graph_edge(
-        "application_user_groups",
-        "User groups bound to each application (v2 /applications/{id}/associations?targets=user_group).",
-        "applications",
-        "/applications/{id}/associations",
-        &[("targets", "user_group")],
-        "application_id",
-        "group_id",
-        &["group_id"],
-        vec![],
-    )
+    Edge {
+        name: "application_user_groups",
+        description: "User groups bound to each application (v2 /applications/{id}/associations?targets=user_group).",
+        parent: "applications",
+        path: "/applications/{id}/associations",
+        query: &[("targets", "user_group")],
+        parent_col: "application_id",
+        target_col: "group_id",
+        key: &["group_id"],
+    }
+    .table(vec![])
 }
 
 fn application_users() -> TableDef {
-    graph_edge(
-        "application_users",
-        "Users bound directly to each application (v2 /applications/{id}/associations?targets=user).",
-        "applications",
-        "/applications/{id}/associations",
-        &[("targets", "user")],
-        "application_id",
-        "user_id",
-        &["user_id"],
-        vec![],
-    )
+    Edge {
+        name: "application_users",
+        description: "Users bound directly to each application (v2 /applications/{id}/associations?targets=user).",
+        parent: "applications",
+        path: "/applications/{id}/associations",
+        query: &[("targets", "user")],
+        parent_col: "application_id",
+        target_col: "user_id",
+        key: &["user_id"],
+    }
+    .table(vec![])
 }
 
 static TABLES: LazyLock<Vec<TableDef>> = LazyLock::new(|| {

@@ -1,1 +1,8 @@
-fn main(){}
+//! The one integration test binary (every file in tests/ would link DataFusion again).
+
+mod common;
+mod errors;
+mod recordings;
+mod requests;
+mod spec;
+mod tables;

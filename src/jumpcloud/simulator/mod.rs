@@ -56,7 +56,7 @@ impl SimulatorConfig {
 pub enum Fault {
     /// Answer with this status and a JumpCloud-style error body.
     Status(u16),
-    /// Answer 200 with a body that is not valid JSON.
+    /// Answer 200 with the body cut in half, as a dropped connection leaves it.
     MalformedJson,
     /// Answer 200 but drop the last record of each page (an incomplete listing).
     DropRecords,
@@ -208,10 +208,10 @@ fn json_response(status: StatusCode, body: String, total: Option<usize>) -> Resp
     let mut resp = (status, body).into_response();
     let headers = resp.headers_mut();
     headers.insert("content-type", HeaderValue::from_static("application/json; charset=utf-8"));
-    if let Some(t) = total {
-        if let Ok(v) = HeaderValue::from_str(&t.to_string()) {
-            headers.insert("x-total-count", v);
-        }
+    if let Some(t) = total
+        && let Ok(v) = HeaderValue::from_str(&t.to_string())
+    {
+        headers.insert("x-total-count", v);
     }
     resp
 }
@@ -231,14 +231,14 @@ async fn gatekeeper(State(shared): State<Arc<Shared>>, headers: HeaderMap, req: 
     if !cfg.latency.is_zero() {
         tokio::time::sleep(cfg.latency).await;
     }
-    let resp = gate(&shared, &headers, &path, &query, req, next).await;
+    let resp = gate(&shared, &headers, &path, req, next).await;
     if let Ok(mut log) = shared.log.lock() {
         log.push(RequestRecord { method, path, query, status: resp.status().as_u16() });
     }
     resp
 }
 
-async fn gate(shared: &Shared, headers: &HeaderMap, path: &str, query: &str, req: Request, next: Next) -> Response {
+async fn gate(shared: &Shared, headers: &HeaderMap, path: &str, req: Request, next: Next) -> Response {
     let cfg = &shared.config;
     let key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
     if key != Some(cfg.api_key.as_str()) {
@@ -253,15 +253,15 @@ async fn gate(shared: &Shared, headers: &HeaderMap, path: &str, query: &str, req
             return error(StatusCode::NOT_FOUND, "Not Found: organization not found");
         }
     }
-    if let Some(rps) = cfg.rate_limit.filter(|r| *r > 0.0) {
-        if let Some(wait) = take_token(shared, rps) {
-            let mut resp = error(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
-            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-                resp.headers_mut().insert("retry-after", v);
-            }
-            return resp;
+    if let Some(rps) = cfg.rate_limit.filter(|r| *r > 0.0)
+        && let Some(wait) = take_token(shared, rps)
+    {
+        let mut resp = error(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
+        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+            resp.headers_mut().insert("retry-after", v);
         }
+        return resp;
     }
     if cfg.fail_rate > 0.0 {
         let n = shared.fail_counter.fetch_add(1, Ordering::Relaxed);
@@ -280,21 +280,30 @@ async fn gate(shared: &Shared, headers: &HeaderMap, path: &str, query: &str, req
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             error(status, status.canonical_reason().unwrap_or("Error"))
         }
-        Some(Fault::MalformedJson) => json_response(StatusCode::OK, "{\"results\": [{\"_id\": \"6026".to_string(), None),
+        Some(Fault::MalformedJson) => {
+            let resp = next.run(req).await;
+            rewrite_body(resp, |b| b[..b.len() / 2].to_vec()).await
+        }
         Some(Fault::DropRecords) => {
             let resp = next.run(req).await;
-            drop_last_record(resp, query).await
+            rewrite_body(resp, drop_last_record).await
         }
         None => next.run(req).await,
     }
 }
 
-async fn drop_last_record(resp: Response, _query: &str) -> Response {
+async fn rewrite_body(resp: Response, f: impl FnOnce(&[u8]) -> Vec<u8>) -> Response {
     let (parts, body) = resp.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
         return error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
     };
-    let mut v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let mut parts = parts;
+    parts.headers.remove("content-length");
+    Response::from_parts(parts, Body::from(f(&bytes)))
+}
+
+fn drop_last_record(bytes: &[u8]) -> Vec<u8> {
+    let mut v: Value = serde_json::from_slice(bytes).unwrap_or(Value::Null);
     match &mut v {
         Value::Array(a) => {
             a.pop();
@@ -306,7 +315,7 @@ async fn drop_last_record(resp: Response, _query: &str) -> Response {
         }
         _ => {}
     }
-    Response::from_parts(parts, Body::from(v.to_string()))
+    v.to_string().into_bytes()
 }
 
 /// A token bucket holding one second of requests; `Some(wait)` when it is empty.
@@ -332,6 +341,8 @@ struct Paging {
 }
 
 /// `limit` (default 10, at most 100) and `skip`, validated as JumpCloud does.
+// Handlers return axum responses by value; boxing the error response would buy nothing.
+#[allow(clippy::result_large_err)]
 fn paging(p: &Paging) -> Result<(usize, usize), Response> {
     let limit = match &p.limit {
         None => 10,
@@ -425,7 +436,11 @@ fn targets_error(allowed: &str) -> Response {
     )
 }
 
-async fn device_associations(State(s): State<Arc<Shared>>, Path(id): Path<String>, Query(p): Query<Paging>) -> Response {
+async fn device_associations(
+    State(s): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    Query(p): Query<Paging>,
+) -> Response {
     if !is_object_id(&id) {
         return bad_id(&id);
     }
@@ -438,7 +453,9 @@ async fn device_associations(State(s): State<Arc<Shared>>, Path(id): Path<String
             .iter()
             .map(|(u, sudo)| {
                 let attrs = match sudo {
-                    Some((enabled, without)) => json!({"sudo": {"enabled": enabled, "withoutPassword": without}}),
+                    Some((enabled, without)) => {
+                        json!({"sudo": {"enabled": enabled, "withoutPassword": without}})
+                    }
                     None => Value::Null,
                 };
                 edge(&org.users[*u].id, "user", attrs)
@@ -472,6 +489,7 @@ async fn application_associations(
     v2_page(items, &p)
 }
 
+#[allow(clippy::result_large_err)]
 fn body_json(bytes: &[u8]) -> Result<Value, Response> {
     serde_json::from_slice::<Value>(bytes)
         .ok()
@@ -518,7 +536,9 @@ async fn change_member(State(s): State<Arc<Shared>>, Path(id): Path<String>, bod
     let changed = match op.as_str() {
         "add" => org.group_members[g].insert(u),
         "remove" => org.group_members[g].remove(&u),
-        _ => return error(StatusCode::BAD_REQUEST, "Bad Request: op must be add or remove"),
+        _ => {
+            return error(StatusCode::BAD_REQUEST, "Bad Request: op must be add or remove");
+        }
     };
     match (op.as_str(), changed) {
         (_, true) => StatusCode::NO_CONTENT.into_response(),

@@ -291,21 +291,64 @@ const DEPARTMENTS: &[(&str, &[&str])] = &[
 
 /// (display, ascii) pairs: the display form carries accents and other scripts.
 const FIRST_NAMES: &[(&str, &str)] = &[
-    ("José", "jose"), ("Zoë", "zoe"), ("Łukasz", "lukasz"), ("Søren", "soren"), ("Chloé", "chloe"),
-    ("Amélie", "amelie"), ("Björn", "bjorn"), ("Ana", "ana"), ("Liam", "liam"), ("Olivia", "olivia"),
-    ("Noah", "noah"), ("Emma", "emma"), ("Mateo", "mateo"), ("Sofía", "sofia"), ("Yuki", "yuki"),
-    ("Aarav", "aarav"), ("Fatima", "fatima"), ("Kwame", "kwame"), ("Ingrid", "ingrid"), ("Dmitri", "dmitri"),
-    ("Mei", "mei"), ("Jürgen", "jurgen"), ("Siobhán", "siobhan"), ("Ethan", "ethan"), ("Ava", "ava"),
-    ("Lucas", "lucas"), ("Maya", "maya"), ("Omar", "omar"), ("Priya", "priya"), ("Hannah", "hannah"),
+    ("José", "jose"),
+    ("Zoë", "zoe"),
+    ("Łukasz", "lukasz"),
+    ("Søren", "soren"),
+    ("Chloé", "chloe"),
+    ("Amélie", "amelie"),
+    ("Björn", "bjorn"),
+    ("Ana", "ana"),
+    ("Liam", "liam"),
+    ("Olivia", "olivia"),
+    ("Noah", "noah"),
+    ("Emma", "emma"),
+    ("Mateo", "mateo"),
+    ("Sofía", "sofia"),
+    ("Yuki", "yuki"),
+    ("Aarav", "aarav"),
+    ("Fatima", "fatima"),
+    ("Kwame", "kwame"),
+    ("Ingrid", "ingrid"),
+    ("Dmitri", "dmitri"),
+    ("Mei", "mei"),
+    ("Jürgen", "jurgen"),
+    ("Siobhán", "siobhan"),
+    ("Ethan", "ethan"),
+    ("Ava", "ava"),
+    ("Lucas", "lucas"),
+    ("Maya", "maya"),
+    ("Omar", "omar"),
+    ("Priya", "priya"),
+    ("Hannah", "hannah"),
 ];
 
 const LAST_NAMES: &[(&str, &str)] = &[
-    ("Müller", "muller"), ("García", "garcia"), ("Nguyễn", "nguyen"), ("O'Brien", "obrien"),
-    ("Sørensen", "sorensen"), ("Dubois", "dubois"), ("Kowalski", "kowalski"), ("Smith", "smith"),
-    ("Tanaka", "tanaka"), ("Ivanova", "ivanova"), ("Johnson", "johnson"), ("Silva", "silva"),
-    ("Rossi", "rossi"), ("Kim", "kim"), ("Patel", "patel"), ("Okafor", "okafor"), ("Larsen", "larsen"),
-    ("Brown", "brown"), ("Chen", "chen"), ("Fernández", "fernandez"), ("Novák", "novak"), ("Wilson", "wilson"),
-    ("山田", "yamada"), ("Dupont", "dupont"), ("Schmidt", "schmidt"),
+    ("Müller", "muller"),
+    ("García", "garcia"),
+    ("Nguyễn", "nguyen"),
+    ("O'Brien", "obrien"),
+    ("Sørensen", "sorensen"),
+    ("Dubois", "dubois"),
+    ("Kowalski", "kowalski"),
+    ("Smith", "smith"),
+    ("Tanaka", "tanaka"),
+    ("Ivanova", "ivanova"),
+    ("Johnson", "johnson"),
+    ("Silva", "silva"),
+    ("Rossi", "rossi"),
+    ("Kim", "kim"),
+    ("Patel", "patel"),
+    ("Okafor", "okafor"),
+    ("Larsen", "larsen"),
+    ("Brown", "brown"),
+    ("Chen", "chen"),
+    ("Fernández", "fernandez"),
+    ("Novák", "novak"),
+    ("Wilson", "wilson"),
+    ("山田", "yamada"),
+    ("Dupont", "dupont"),
+    ("Schmidt", "schmidt"),
 ];
 
 const LOCATIONS: &[&str] = &["Berlin", "São Paulo", "New York", "Zürich", "Tokyo", "London", "Remote", ""];
@@ -324,8 +367,20 @@ const APPS: &[(&str, &str, &str)] = &[
 ];
 
 const PROJECT_WORDS: &[&str] = &[
-    "Apollo", "Zephyr", "Équipe Paris", "München Office", "On-call", "VPN Users", "Contractors", "Interns",
-    "Finance Approvers", "Design Review", "Data Platform", "Mobile", "Security Champions", "Board",
+    "Apollo",
+    "Zephyr",
+    "Équipe Paris",
+    "München Office",
+    "On-call",
+    "VPN Users",
+    "Contractors",
+    "Interns",
+    "Finance Approvers",
+    "Design Review",
+    "Data Platform",
+    "Mobile",
+    "Security Champions",
+    "Board",
 ];
 
 const MS_PER_DAY: i64 = 86_400_000;
@@ -354,8 +409,9 @@ impl Org {
     pub fn generate_at(spec: &OrgSpec, now_ms: i64) -> Org {
         let mut rng = Rng::new(spec.seed);
         let org_id = format!("5f{:022x}", spec.seed as u128 & 0xffff_ffff_ffff_ffff_ffff);
-        let days_ago = |rng: &mut Rng, lo: i64, hi: i64| now_ms - (lo + rng.below((hi - lo).max(1) as u64) as i64) * MS_PER_DAY
-            - rng.below(MS_PER_DAY as u64) as i64;
+        let days_ago = |rng: &mut Rng, lo: i64, hi: i64| {
+            now_ms - (lo + rng.below((hi - lo).max(1) as u64) as i64) * MS_PER_DAY - rng.below(MS_PER_DAY as u64) as i64
+        };
 
         // Users
         let mut users = Vec::with_capacity(spec.users);
@@ -363,10 +419,17 @@ impl Org {
         for i in 0..spec.users {
             let (first, first_ascii) = *rng.pick(FIRST_NAMES);
             let (last, last_ascii) = *rng.pick(LAST_NAMES);
-            let (dept, titles) = DEPARTMENTS[if i < DEPARTMENTS.len() { i } else { rng.below(DEPARTMENTS.len() as u64) as usize }];
+            let (dept, titles) =
+                DEPARTMENTS[if i < DEPARTMENTS.len() { i } else { rng.below(DEPARTMENTS.len() as u64) as usize }];
             let id = object_id(KIND_USER, i as u64, &mut rng);
             let roll = rng.below(100);
-            let state = if roll < 5 { "STAGED" } else if roll < 11 { "SUSPENDED" } else { "ACTIVATED" };
+            let state = if roll < 5 {
+                "STAGED"
+            } else if roll < 11 {
+                "SUSPENDED"
+            } else {
+                "ACTIVATED"
+            };
             let mfa_configured = state != "STAGED" && rng.chance(0.75);
             let exclusion = rng.chance(0.03);
             let username = format!("{first_ascii}.{last_ascii}{i}");
@@ -455,31 +518,50 @@ impl Org {
         let group_count = spec.group_count().max(DEPARTMENTS.len() + 2);
         let mut groups = Vec::with_capacity(group_count);
         let mut group_members: Vec<BTreeSet<usize>> = Vec::with_capacity(group_count);
-        let mk_group = |rng: &mut Rng, serial: usize, name: String, description: &str, attributes: Option<Value>| UserGroup {
-            attributes,
-            id: object_id(KIND_GROUP, serial as u64, rng),
-            name,
-            kind: "user_group",
-            email: String::new(),
-            description: description.to_string(),
-            membership_method: Some("STATIC"),
-            organization_object_id: Some(org_id.clone()),
-        };
+        let mk_group =
+            |rng: &mut Rng, serial: usize, name: String, description: &str, attributes: Option<Value>| UserGroup {
+                attributes,
+                id: object_id(KIND_GROUP, serial as u64, rng),
+                name,
+                kind: "user_group",
+                email: String::new(),
+                description: description.to_string(),
+                membership_method: Some("STATIC"),
+                organization_object_id: Some(org_id.clone()),
+            };
         groups.push(mk_group(&mut rng, 0, "All Employees".into(), "Everyone who has started", None));
-        group_members.push(users.iter().enumerate().filter(|(_, u)| u.state != Some("STAGED") && u.activated).map(|(i, _)| i).collect());
+        group_members.push(
+            users
+                .iter()
+                .enumerate()
+                .filter(|(_, u)| u.state != Some("STAGED") && u.activated)
+                .map(|(i, _)| i)
+                .collect(),
+        );
         for (d, (dept, _)) in DEPARTMENTS.iter().enumerate() {
             let attrs = (*dept == "IT" || *dept == "Engineering").then(|| {
                 json!({"sudo": {"enabled": true, "withoutPassword": *dept == "IT"}, "ldapGroups": [{"name": dept.to_lowercase()}]})
             });
             groups.push(mk_group(&mut rng, d + 1, (*dept).to_string(), "", attrs));
-            group_members.push(users.iter().enumerate().filter(|(_, u)| u.department == *dept && u.activated).map(|(i, _)| i).collect());
+            group_members.push(
+                users
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, u)| u.department == *dept && u.activated)
+                    .map(|(i, _)| i)
+                    .collect(),
+            );
         }
         let empty_groups = (group_count / 50).max(2);
         let project_groups = group_count - groups.len();
         for p in 0..project_groups {
             let serial = groups.len();
             let base = PROJECT_WORDS[p % PROJECT_WORDS.len()];
-            let name = if p < PROJECT_WORDS.len() { base.to_string() } else { format!("{base} {}", p / PROJECT_WORDS.len() + 1) };
+            let name = if p < PROJECT_WORDS.len() {
+                base.to_string()
+            } else {
+                format!("{base} {}", p / PROJECT_WORDS.len() + 1)
+            };
             groups.push(mk_group(&mut rng, serial, name, "Project group", None));
             let mut members = BTreeSet::new();
             if p >= empty_groups {
@@ -502,13 +584,29 @@ impl Org {
         for i in 0..device_count {
             let id = object_id(KIND_DEVICE, i as u64, &mut rng);
             let (os, family, version, template, arch) = match rng.below(100) {
-                0..50 => ("Mac OS X", "darwin", *rng.pick(&["14.6.1", "15.1", "13.6.9"]), "macosx-darwin-x86_64", *rng.pick(&["arm64", "x86_64"])),
-                50..85 => ("Windows", "windows", *rng.pick(&["11 Pro", "10 Pro", "10 Home"]), "windows-windows-x86_64", "64-bit"),
+                0..50 => (
+                    "Mac OS X",
+                    "darwin",
+                    *rng.pick(&["14.6.1", "15.1", "13.6.9"]),
+                    "macosx-darwin-x86_64",
+                    *rng.pick(&["arm64", "x86_64"]),
+                ),
+                50..85 => (
+                    "Windows",
+                    "windows",
+                    *rng.pick(&["11 Pro", "10 Pro", "10 Home"]),
+                    "windows-windows-x86_64",
+                    "64-bit",
+                ),
                 _ => ("Ubuntu", "linux", *rng.pick(&["22.04", "24.04"]), "linux-ubuntu-x86_64", "x86_64"),
             };
             let stale = rng.chance(0.1);
             let last_contact = if stale { days_ago(&mut rng, 91, 400) } else { days_ago(&mut rng, 0, 7) };
-            let prefix = match family { "darwin" => "MBP", "windows" => "DESKTOP", _ => "ubuntu" };
+            let prefix = match family {
+                "darwin" => "MBP",
+                "windows" => "DESKTOP",
+                _ => "ubuntu",
+            };
             let hostname = format!("{prefix}-{:05}", i + 1);
             let mut bound: Vec<(usize, Sudo)> = Vec::new();
             if !bindable.is_empty() && !rng.chance(0.08) {
@@ -615,7 +713,8 @@ impl Org {
             app_users.push(direct);
         }
 
-        let index = |ids: Vec<&String>| ids.into_iter().enumerate().map(|(i, id)| (id.clone(), i)).collect::<HashMap<_, _>>();
+        let index =
+            |ids: Vec<&String>| ids.into_iter().enumerate().map(|(i, id)| (id.clone(), i)).collect::<HashMap<_, _>>();
         Org {
             user_index: index(users.iter().map(|u| &u.id).collect()),
             group_index: index(groups.iter().map(|g| &g.id).collect()),

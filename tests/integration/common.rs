@@ -1,0 +1,116 @@
+//! Test helpers: a simulator on 127.0.0.1:0, an engine on it, and ways to read results.
+
+use std::path::PathBuf;
+use std::process::Output;
+
+use datafusion::arrow::array::{Array, RecordBatch};
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use jcsql::jumpcloud::client::{ApiKey, ClientConfig};
+use jcsql::jumpcloud::simulator::{Simulator, SimulatorConfig};
+use jcsql::{Engine, EngineOptions};
+
+#[allow(dead_code)] // `dir` keeps the cache folder alive for the test.
+pub struct TestOrg {
+    pub sim: Simulator,
+    pub engine: Engine,
+    pub dir: tempfile::TempDir,
+}
+
+pub fn fast_client(base_url: String, key: &str) -> ClientConfig {
+    let mut c = ClientConfig::new(base_url, ApiKey::new(key));
+    c.base_backoff = std::time::Duration::from_millis(20);
+    c.max_backoff = std::time::Duration::from_millis(200);
+    c
+}
+
+pub async fn start(users: usize) -> TestOrg {
+    start_with(SimulatorConfig::new(users, 7), |_| {}).await
+}
+
+pub async fn start_with(cfg: SimulatorConfig, tweak: impl FnOnce(&mut ClientConfig)) -> TestOrg {
+    let sim = Simulator::start(cfg).await.expect("simulator starts");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut client = fast_client(sim.base_url(), sim.api_key());
+    tweak(&mut client);
+    let engine = engine_for(client, dir.path().to_path_buf()).await;
+    TestOrg { sim, engine, dir }
+}
+
+pub async fn engine_for(client: ClientConfig, cache: PathBuf) -> Engine {
+    Engine::new(EngineOptions { client: Some(client), cache_dir: Some(cache), freshness: Default::default() })
+        .await
+        .expect("engine starts")
+}
+
+pub async fn query(engine: &Engine, sql: &str) -> Vec<RecordBatch> {
+    match engine.sql(sql).await {
+        Ok(b) => b,
+        Err(e) => panic!("{sql}: {}", jcsql::error::user_message(&e)),
+    }
+}
+
+/// Every row as display strings (NULL as "NULL").
+pub fn rows(batches: &[RecordBatch]) -> Vec<Vec<String>> {
+    let opts = FormatOptions::default().with_null("NULL");
+    let mut out = Vec::new();
+    for b in batches {
+        let fmts: Vec<_> = b
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref() as &dyn Array, &opts).expect("formatter"))
+            .collect();
+        for r in 0..b.num_rows() {
+            out.push(fmts.iter().map(|f| f.value(r).to_string()).collect());
+        }
+    }
+    out
+}
+
+pub async fn strings(engine: &Engine, sql: &str) -> Vec<Vec<String>> {
+    rows(&query(engine, sql).await)
+}
+
+pub async fn count(engine: &Engine, sql: &str) -> i64 {
+    let r = strings(engine, sql).await;
+    r[0][0].parse().unwrap_or_else(|_| panic!("{sql} gave {:?}", r))
+}
+
+/// Runs the jcsql binary with a clean environment of its own.
+pub fn jcsql(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
+    use std::io::Write;
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_jcsql"));
+    cmd.args(args)
+        .env_remove("JUMPCLOUD_API_KEY")
+        .env_remove("JUMPCLOUD_API_URL")
+        .env_remove("JUMPCLOUD_ORG_ID")
+        .env_remove("JCSQL_MAX_AGE")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("jcsql runs");
+    if let Some(mut s) = child.stdin.take()
+        && let Some(text) = stdin
+    {
+        s.write_all(text.as_bytes()).expect("stdin");
+    }
+    child.wait_with_output().expect("jcsql finishes")
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// The folder shared/ beside the clone (DESIGN, spec, recordings).
+pub fn shared_dir() -> Option<PathBuf> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared");
+    if p.is_dir() {
+        Some(p)
+    } else {
+        assert!(std::env::var_os("CI").is_none(), "CI must have ../shared beside the clone");
+        eprintln!("skipped: ../shared is not beside this clone");
+        None
+    }
+}

@@ -1,0 +1,186 @@
+//! Every table's rows and a sample of exact values equal the simulator's generated org.
+
+use crate::common::*;
+use jcsql::jumpcloud::tables::{PRIMARY_FIELD_KEY, all_tables};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_table_matches_the_generated_org() {
+    let t = start(300).await;
+    let org = t.sim.org();
+    let e = &t.engine;
+    assert_eq!(count(e, "select count(*) from jumpcloud.users").await, org.users.len() as i64);
+    assert_eq!(count(e, "select count(*) from jumpcloud.user_groups").await, org.groups.len() as i64);
+    assert_eq!(count(e, "select count(*) from jumpcloud.devices").await, org.devices.len() as i64);
+    assert_eq!(count(e, "select count(*) from jumpcloud.applications").await, org.applications.len() as i64);
+    assert_eq!(count(e, "select count(*) from jumpcloud.user_group_members").await, org.membership_count() as i64);
+    let bindings: usize = org.device_users.iter().map(Vec::len).sum();
+    assert_eq!(count(e, "select count(*) from jumpcloud.device_users").await, bindings as i64);
+    let app_groups: usize = org.app_groups.iter().map(Vec::len).sum();
+    assert_eq!(count(e, "select count(*) from jumpcloud.application_user_groups").await, app_groups as i64);
+    let app_users: usize = org.app_users.iter().map(Vec::len).sum();
+    assert_eq!(count(e, "select count(*) from jumpcloud.application_users").await, app_users as i64);
+    let paths: usize =
+        app_users + org.app_groups.iter().flat_map(|gs| gs.iter().map(|g| org.group_members[*g].len())).sum::<usize>();
+    assert_eq!(count(e, "select count(*) from jumpcloud.user_application_access").await, paths as i64);
+    assert_eq!(org.users.len(), 300);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_values_are_exact_including_nulls_and_non_ascii() {
+    let t = start(300).await;
+    let org = t.sim.org();
+    let e = &t.engine;
+    for u in org.users.iter().step_by(37) {
+        let r = strings(
+            e,
+            &format!(
+                "select username, email, displayname, state, suspended, mfa_configured, manager_id, employee_identifier, \
+                 department, job_title, cost_center, created, unix_uid from jumpcloud.users where id = '{}'",
+                u.id
+            ),
+        )
+        .await;
+        assert_eq!(r.len(), 1, "one row for {}", u.id);
+        let created = chrono::DateTime::parse_from_rfc3339(&u.created).expect("generated date");
+        let expected = vec![
+            u.username.clone(),
+            u.email.clone(),
+            u.displayname.clone(),
+            u.state.map(str::to_string).unwrap_or("NULL".into()),
+            u.suspended.to_string(),
+            u.mfa.configured.to_string(),
+            u.manager.clone().unwrap_or("NULL".into()),
+            u.employee_identifier.clone().unwrap_or("NULL".into()),
+            u.department.clone(),
+            u.job_title.clone(),
+            // Empty strings stay empty strings.
+            String::new(),
+            created.with_timezone(&chrono::Utc).format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+            u.unix_uid.to_string(),
+        ];
+        assert_eq!(r[0], expected);
+    }
+    // Non-ASCII names arrive intact.
+    let non_ascii = org.users.iter().filter(|u| !u.displayname.is_ascii()).count() as i64;
+    assert!(non_ascii > 0);
+    assert_eq!(
+        count(
+            e,
+            "select count(*) from jumpcloud.users where displayname <> regexp_replace(displayname, '[^ -~]', '', 'g')"
+        )
+        .await,
+        non_ascii
+    );
+    // Absent fields are NULL (no `state` on some older records, no manager on department heads).
+    let no_state = org.users.iter().filter(|u| u.state.is_none()).count() as i64;
+    assert_eq!(count(e, "select count(*) from jumpcloud.users where state is null").await, no_state);
+    let no_manager = org.users.iter().filter(|u| u.manager.is_none()).count() as i64;
+    assert_eq!(count(e, "select count(*) from jumpcloud.users where manager_id is null").await, no_manager);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_larger_than_two_pages_is_complete() {
+    let t = start(300).await;
+    let org = t.sim.org();
+    let (gi, biggest) = org.group_members.iter().enumerate().max_by_key(|(_, m)| m.len()).expect("groups");
+    assert!(biggest.len() > 250, "the generator plants a group of more than 250 members");
+    let sql = format!(
+        "select count(*), count(distinct m.user_id) from jumpcloud.user_group_members m \
+         join jumpcloud.user_groups g on g.id = m.group_id where g.name = '{}'",
+        org.groups[gi].name
+    );
+    let r = strings(&t.engine, &sql).await;
+    assert_eq!(r[0], vec![biggest.len().to_string(), biggest.len().to_string()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_and_apps_flatten_types_and_hide_secrets() {
+    let t = start(300).await;
+    let org = t.sim.org();
+    let e = &t.engine;
+    let d = &org.devices[3];
+    let r = strings(
+        e,
+        &format!(
+            "select display_name, hostname, serial_number, os, arch, fde_active, fde_key_present, primary_system_user_id, \
+             arrow_typeof(last_contact), json_length(network_interfaces) from jumpcloud.devices where id = '{}'",
+            d.id
+        ),
+    )
+    .await;
+    assert_eq!(
+        r[0],
+        vec![
+            d.display_name.clone(),
+            d.hostname.clone(),
+            d.serial_number.clone(),
+            d.os.to_string(),
+            d.arch.to_string(),
+            d.fde["active"].to_string(),
+            d.fde["keyPresent"].to_string(),
+            d.primary_system_user
+                .as_ref()
+                .map(|p| p["id"].as_str().unwrap_or_default().to_string())
+                .unwrap_or("NULL".into()),
+            "Timestamp(µs, \"UTC\")".to_string(),
+            "1".to_string(),
+        ]
+    );
+    // The device token and SAML private keys never reach a column, not even JSON text.
+    let all_devices = rows(&query(e, "select * from jumpcloud.devices").await).concat().join("|");
+    for dev in &org.devices {
+        assert!(!all_devices.contains(&dev.system_token), "systemToken leaked");
+    }
+    assert!(!all_devices.contains("system_token"));
+    let all_apps = rows(&query(e, "select * from jumpcloud.applications").await).concat().join("|");
+    assert!(all_apps.contains("acsUrl"), "config is kept as JSON text");
+    assert!(!all_apps.contains("PRIVATE KEY") && !all_apps.contains("idpPrivateKey"), "private key leaked");
+    let acs =
+        strings(e, "select json_get_str(config, 'acsUrl', 'value') from jumpcloud.applications order by id limit 1")
+            .await;
+    assert_eq!(acs[0][0], format!("https://{}.example/acs", org.applications[0].name));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemas_record_the_primary_field_and_required_columns() {
+    let t = start(20).await;
+    for def in all_tables() {
+        let schema = def.schema();
+        if let Some(p) = def.primary {
+            let f = schema.field_with_name(p).expect("primary column exists");
+            assert_eq!(f.metadata().get(PRIMARY_FIELD_KEY).map(String::as_str), Some("true"), "{}", def.name);
+        }
+        assert!(schema.field_with_name("_fetched_at").is_ok());
+    }
+    let required: &[(&str, &str)] = &[
+        (
+            "users",
+            "id, username, email, firstname, lastname, displayname, state, activated, suspended, account_locked, account_locked_date, mfa_configured, mfa_exclusion, mfa_exclusion_until, totp_enabled, password_date, password_expired, password_never_expires, password_expiration_date, department, job_title, company, employee_identifier, employee_type, location, manager_id, created",
+        ),
+        ("user_groups", "id, name, description, type, membership_method, email"),
+        (
+            "devices",
+            "id, display_name, hostname, serial_number, os, os_family, version, arch, agent_version, active, last_contact, created, fde_active, fde_key_present, remote_ip, primary_system_user_id",
+        ),
+        ("applications", "id, name, display_label, display_name, sso_url, active, beta, created"),
+        ("user_group_members", "group_id, user_id"),
+        ("device_users", "device_id, user_id, sudo_enabled, sudo_without_password"),
+        ("application_user_groups", "application_id, group_id"),
+        ("application_users", "application_id, user_id"),
+        ("user_application_access", "user_id, application_id, via_group_id"),
+    ];
+    for (table, cols) in required {
+        let sql = format!("select {cols} from jumpcloud.{table} limit 1");
+        query(&t.engine, &sql).await;
+    }
+    let types = strings(
+        &t.engine,
+        "select column_name, data_type from information_schema.columns where table_schema = 'jumpcloud' \
+         and table_name = 'users' and column_name in ('created', 'password_date', 'mfa_exclusion_until') order by 1",
+    )
+    .await;
+    assert_eq!(types.len(), 3);
+    for row in types {
+        assert_eq!(row[1], "Timestamp(µs, \"UTC\")", "{}", row[0]);
+    }
+}
