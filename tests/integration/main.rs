@@ -1,5 +1,7 @@
 //! The one integration test binary (every file in tests/ would link DataFusion again).
 
+mod cache;
+mod cli;
 mod common;
 mod errors;
 mod recordings;

@@ -4,7 +4,7 @@
 //! like the recorded live responses (`_id` and `id` both on v1 records, empty strings for unset
 //! text, fields absent on older records).
 //!
-//! Dates are relative to the moment the org is generated, so "not seen for 90 days" stays true
+//! Dates are relative to the day the org is generated, so "not seen for 90 days" stays true
 //! for the planted devices whenever the org is generated.
 
 use std::collections::{BTreeSet, HashMap};
@@ -402,8 +402,10 @@ pub const KIND_DEVICE: u16 = 3;
 pub const KIND_APP: u16 = 4;
 
 impl Org {
+    /// Generates the org as of the start of today (UTC), so two runs on one day are identical.
     pub fn generate(spec: &OrgSpec) -> Org {
-        Self::generate_at(spec, chrono::Utc::now().timestamp_millis())
+        let now = chrono::Utc::now().timestamp_millis();
+        Self::generate_at(spec, now - now.rem_euclid(MS_PER_DAY))
     }
 
     pub fn generate_at(spec: &OrgSpec, now_ms: i64) -> Org {

@@ -1,0 +1,145 @@
+//! The binary: `sync`, `connect jumpcloud`, output formats, scripts.
+
+use crate::common::*;
+use jcsql::jumpcloud::simulator::{Simulator, SimulatorConfig};
+
+async fn run(args: Vec<String>, env: Vec<(String, String)>, stdin: Option<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        jcsql(&args, &env, stdin.as_deref())
+    })
+    .await
+    .expect("joined")
+}
+
+fn strs(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_prints_a_summary_and_restarts_offline() {
+    let sim = Simulator::start(SimulatorConfig::new(230, 9)).await.expect("sim");
+    let home = tempfile::tempdir().expect("dir");
+    let env = vec![
+        ("JUMPCLOUD_API_URL".to_string(), sim.base_url()),
+        ("JUMPCLOUD_API_KEY".to_string(), "jca_demo".to_string()),
+        ("JCSQL_HOME".to_string(), home.path().display().to_string()),
+    ];
+    let out = run(strs(&["sync", "users", "jumpcloud.devices", "--format", "csv"]), env.clone(), None).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], "table,rows,requests,seconds,status");
+    assert!(lines[1].starts_with("users,230,3,"), "{}", lines[1]);
+    assert!(lines[1].ends_with(",ok"));
+    let devices = sim.org().devices.len();
+    assert!(lines[2].starts_with(&format!("devices,{devices},1,")), "{}", lines[2]);
+    assert_eq!(lines.len(), 3);
+    assert!(text(&out.stderr).starts_with("synced 2 of 2 tables in "), "{}", text(&out.stderr));
+
+    sim.clear_requests();
+    let out = run(strs(&["--offline", "-c", "select count(*) as n from jumpcloud.users"]), env.clone(), None).await;
+    assert_eq!(text(&out.stdout), "n\n230\n");
+    assert_eq!(sim.request_count(), 0);
+
+    // Unknown table names are one-line errors that list the tables.
+    let out = run(strs(&["sync", "userz"]), env, None).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("Error: userz: unknown table userz; the JumpCloud tables are: users, user_groups"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_validates_the_key_and_stores_it_privately() {
+    let sim = Simulator::start(SimulatorConfig::new(40, 9)).await.expect("sim");
+    let home = tempfile::tempdir().expect("dir");
+    let env = vec![
+        ("JUMPCLOUD_API_URL".to_string(), sim.base_url()),
+        ("JCSQL_HOME".to_string(), home.path().display().to_string()),
+    ];
+    let config = home.path().join("config.toml");
+
+    let out = run(strs(&["connect", "jumpcloud", "--api-key-stdin"]), env.clone(), Some("jca_wrong\n".into())).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "Error: JumpCloud rejected the API key (401: Unauthorized). Check JUMPCLOUD_API_KEY, or run `jcsql connect jumpcloud` to store a new key\n"
+    );
+    assert!(!config.exists(), "nothing saved for a bad key");
+    assert_eq!(sim.request_count(), 1, "one validating request");
+
+    let out = run(
+        strs(&["connect", "jumpcloud", "--api-key-stdin", "--format", "csv"]),
+        env.clone(),
+        Some("jca_demo\n".into()),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("\nusers,40,1,"), "{}", text(&out.stdout));
+    assert!(!text(&out.stderr).contains("jca_demo") && !text(&out.stdout).contains("jca_demo"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&config).expect("saved").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    assert!(std::fs::read_to_string(&config).expect("read").contains("api_key = \"jca_demo\""));
+    // The stored key is used without the environment variable; snapshots never hold it.
+    let out = run(strs(&["-c", "select count(*) as n from jumpcloud.user_groups"]), env, None).await;
+    assert_eq!(text(&out.stdout), format!("n\n{}\n", sim.org().groups.len()));
+    for f in crate::errors::walk(&home.path().join("cache")) {
+        let bytes = std::fs::read(&f).expect("read");
+        assert!(!String::from_utf8_lossy(&bytes).contains("jca_demo"), "{}", f.display());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn formats_round_trip_and_scripts_report_lines() {
+    let q = "select username, displayname, mfa_configured, created from jumpcloud.users order by username limit 3";
+    let csv = run(strs(&["demo", "--users", "30", "--format", "csv", "-c", q]), vec![], None).await;
+    let json = run(strs(&["demo", "--users", "30", "--format", "json", "-c", q]), vec![], None).await;
+    let ndjson = run(strs(&["demo", "--users", "30", "--format", "ndjson", "-c", q]), vec![], None).await;
+    let md = run(strs(&["demo", "--users", "30", "--format", "markdown", "-c", q]), vec![], None).await;
+    let csv_rows: Vec<Vec<String>> =
+        text(&csv.stdout).lines().skip(1).map(|l| l.split(',').map(str::to_string).collect()).collect();
+    assert_eq!(csv_rows.len(), 3);
+    let parsed: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json parses");
+    let rows = parsed.as_array().expect("array");
+    assert_eq!(rows.len(), 3);
+    for (row, c) in rows.iter().zip(&csv_rows) {
+        assert_eq!(row["username"], c[0].as_str());
+        assert_eq!(row["displayname"], c[1].as_str());
+        assert_eq!(row["mfa_configured"].to_string(), c[2]);
+        assert_eq!(row["created"], c[3].as_str());
+    }
+    let nd: Vec<serde_json::Value> =
+        text(&ndjson.stdout).lines().map(|l| serde_json::from_str(l).expect("line parses")).collect();
+    assert_eq!(&nd, rows);
+    let md = text(&md.stdout);
+    assert!(md.starts_with("| username | displayname | mfa_configured | created |\n|---|---|---|---|\n"), "{md}");
+    assert_eq!(md.lines().count(), 5);
+
+    // A script stops at its first error and names the line.
+    let dir = tempfile::tempdir().expect("dir");
+    let script = dir.path().join("check.sql");
+    std::fs::write(&script, "select 1;\n-- a comment\nselect 2;\n\nselect nope\n  from jumpcloud.users;\nselect 4;\n")
+        .expect("write");
+    let out = run(strs(&["demo", "--users", "10", "-f", &script.display().to_string()]), vec![], None).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stdout), "Int64(1)\n1\nInt64(2)\n2\n");
+    let err = text(&out.stderr);
+    assert!(
+        err.starts_with(&format!("Error: {}, line 5: Schema error: No field named nope.", script.display())),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1);
+
+    // SQL on standard input.
+    let out =
+        run(strs(&["demo", "--users", "10"]), vec![], Some("select count(*) as n from jumpcloud.users;".into())).await;
+    assert_eq!(text(&out.stdout), "n\n10\n");
+}
