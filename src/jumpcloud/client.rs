@@ -141,7 +141,9 @@ pub struct WriteResponse {
     pub message: String,
 }
 
-fn install_crypto_provider() {
+/// reqwest is built without a default TLS provider (ring instead of aws-lc, for build time);
+/// any program that builds a `reqwest::Client` itself calls this first.
+pub fn install_crypto_provider() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         // Fails only if another provider was installed first, which is just as good.

@@ -350,19 +350,10 @@ impl Connection {
             }
             v
         };
-        // Lists first (concurrently), then the relation tables (concurrently): the limiter keeps
-        // the requests in flight bounded, and relations find their parents already fresh.
-        let (lists, relations): (Vec<_>, Vec<_>) =
-            wanted.into_iter().partition(|t| !matches!(t.def.source, Source::PerParent { .. }));
-        let mut out = Vec::new();
-        for group in [lists, relations] {
-            let results = futures::future::join_all(
-                group.iter().map(|t| async move { (t.def.name.to_string(), self.refresh(t).await) }),
-            )
-            .await;
-            out.extend(results);
-        }
-        out
+        // Every table at once: the limiter bounds the requests in flight, and a relation table
+        // waits on its parent's refresh lock, so it starts as soon as its parent has landed.
+        futures::future::join_all(wanted.iter().map(|t| async move { (t.def.name.to_string(), self.refresh(t).await) }))
+            .await
     }
 }
 

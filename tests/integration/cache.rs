@@ -180,6 +180,7 @@ async fn a_view_planned_before_a_refresh_sees_the_new_rows() {
     let groups = sim.org().groups.len() as i64;
     query(&e, "create view group_count as select count(*) as n from jumpcloud.user_groups").await;
     assert_eq!(count(&e, "select n from group_count").await, groups);
+    jcsql::jumpcloud::client::install_crypto_provider();
     let http = reqwest::Client::new();
     let r = http
         .post(format!("{}/api/v2/usergroups", sim.base_url()))

@@ -221,6 +221,7 @@ async fn every_field_the_simulator_emits_is_in_the_spec_with_its_type() {
     let fields = load_derived();
     let sim = Simulator::start(SimulatorConfig::new(300, 11)).await.expect("sim");
     let (base, key) = (sim.base_url(), sim.api_key().to_string());
+    jcsql::jumpcloud::client::install_crypto_provider();
     let http = reqwest::Client::new();
     let mut problems = BTreeSet::new();
     let mut seen = 0;
@@ -272,6 +273,7 @@ async fn every_field_the_simulator_emits_is_in_the_spec_with_its_type() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_simulator_answers_like_jumpcloud_at_the_edges() {
     let sim = Simulator::start(SimulatorConfig::new(30, 2)).await.expect("sim");
+    jcsql::jumpcloud::client::install_crypto_provider();
     let http = reqwest::Client::new();
     let base = sim.base_url();
     let get = |path: &str, key: &str| http.get(format!("{base}{path}")).header("x-api-key", key.to_string()).send();

@@ -1,0 +1,334 @@
+//! jcsql's benchmark against the targets of DESIGN §8.
+//!
+//! `cargo run --release --example bench [-- --users 100000 --latency-ms 20 --in-flight 16 --save]`
+//!
+//! It generates the org in the simulator (in this process), then runs the release `jcsql`
+//! binary as a child process against it, so memory and start-up are jcsql's alone:
+//! a full sync (requests against the minimum page count, wall time against the bound, peak
+//! resident memory), a peer-like fetch on a sample (10 rows a page, one request at a time),
+//! warm starts from the disk snapshots, and each example board on warm data.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use jcsql::jumpcloud::client::PAGE_SIZE;
+use jcsql::jumpcloud::simulator::{Org, OrgSpec, Simulator, SimulatorConfig};
+
+struct Args {
+    users: usize,
+    groups: usize,
+    devices: usize,
+    applications: usize,
+    latency_ms: u64,
+    in_flight: usize,
+    peer_sample: usize,
+    runs: usize,
+    save: bool,
+}
+
+fn parse_args() -> Args {
+    let mut a = Args {
+        users: 100_000,
+        groups: 5_000,
+        devices: 20_000,
+        applications: 500,
+        latency_ms: 20,
+        in_flight: 16,
+        peer_sample: 2_000,
+        runs: 7,
+        save: false,
+    };
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < argv.len() {
+        let val = |i: usize| argv.get(i + 1).and_then(|v| v.parse::<usize>().ok());
+        match argv[i].as_str() {
+            "--users" => a.users = val(i).unwrap_or(a.users),
+            "--groups" => a.groups = val(i).unwrap_or(a.groups),
+            "--devices" => a.devices = val(i).unwrap_or(a.devices),
+            "--applications" => a.applications = val(i).unwrap_or(a.applications),
+            "--latency-ms" => a.latency_ms = val(i).map(|v| v as u64).unwrap_or(a.latency_ms),
+            "--in-flight" => a.in_flight = val(i).unwrap_or(a.in_flight),
+            "--peer-sample" => a.peer_sample = val(i).unwrap_or(a.peer_sample),
+            "--runs" => a.runs = val(i).unwrap_or(a.runs),
+            "--save" => {
+                a.save = true;
+                i -= 1;
+            }
+            other => {
+                eprintln!("unknown argument {other}");
+                std::process::exit(2);
+            }
+        }
+        i += 2;
+    }
+    a
+}
+
+fn pages(n: usize) -> u64 {
+    (n as u64).div_ceil(PAGE_SIZE).max(1)
+}
+
+/// Σ max(1, ⌈rows ÷ 100⌉) over each list and each parent of each relation.
+fn minimum_pages(org: &Org) -> u64 {
+    let lists =
+        pages(org.users.len()) + pages(org.groups.len()) + pages(org.devices.len()) + pages(org.applications.len());
+    let members: u64 = org.group_members.iter().map(|m| pages(m.len())).sum();
+    let bindings: u64 = org.device_users.iter().map(|d| pages(d.len())).sum();
+    let app_groups: u64 = org.app_groups.iter().map(|g| pages(g.len())).sum();
+    let app_users: u64 = org.app_users.iter().map(|u| pages(u.len())).sum();
+    lists + members + bindings + app_groups + app_users
+}
+
+fn jcsql_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("bench path");
+    // target/release/examples/bench → target/release/jcsql
+    exe.parent().and_then(Path::parent).map(|p| p.join("jcsql")).expect("jcsql next to the examples")
+}
+
+/// Runs jcsql, polling its peak resident memory (VmHWM) while it runs.
+fn run_jcsql(args: &[&str], envs: &[(&str, String)]) -> (Duration, u64, String, bool) {
+    let started = Instant::now();
+    let mut cmd = Command::new(jcsql_binary());
+    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).env_remove("JUMPCLOUD_API_KEY");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("run jcsql (build it with cargo build --release first)");
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak_kib = 0;
+    loop {
+        if let Ok(s) = std::fs::read_to_string(&status_path) {
+            if let Some(v) = s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)) {
+                peak_kib = peak_kib.max(v.parse().unwrap_or(0));
+            }
+        }
+        if child.try_wait().ok().flatten().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("jcsql output");
+    let elapsed = started.elapsed();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (elapsed, peak_kib * 1024, text, out.status.success())
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// A peer's way: 10 rows a page, one request after another, on the first `sample` users.
+async fn peer_fetch(base: &str, key: &str, sample: usize) -> (Duration, u64) {
+    jcsql::jumpcloud::client::install_crypto_provider();
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    let mut requests = 0;
+    let mut skip = 0;
+    while skip < sample {
+        let url = format!("{base}/api/systemusers?limit=10&skip={skip}");
+        let body = http.get(&url).header("x-api-key", key).send().await.expect("peer get").bytes().await.expect("body");
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        requests += 1;
+        let n = v["results"].as_array().map(Vec::len).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        skip += n;
+    }
+    (started.elapsed(), requests)
+}
+
+fn main() {
+    let a = parse_args();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    runtime.block_on(bench(a));
+}
+
+async fn bench(a: Args) {
+    let spec = OrgSpec {
+        users: a.users,
+        seed: 42,
+        groups: Some(a.groups),
+        devices: Some(a.devices),
+        applications: Some(a.applications),
+    };
+    eprintln!("generating the org ({} users)…", a.users);
+    let org = Org::generate(&spec);
+    let memberships = org.membership_count();
+    let bindings: usize = org.device_users.iter().map(Vec::len).sum();
+    let min_pages = minimum_pages(&org);
+    let mut cfg = SimulatorConfig::new(a.users, 42);
+    cfg.latency = Duration::from_millis(a.latency_ms);
+    cfg.org = spec.clone();
+    let sim = Simulator::start_with_org(cfg, org.clone()).await.expect("simulator");
+    let home = tempfile::tempdir().expect("temp dir");
+    let envs = vec![
+        ("JUMPCLOUD_API_URL", sim.base_url()),
+        ("JUMPCLOUD_API_KEY", sim.api_key().to_string()),
+        ("JCSQL_HOME", home.path().display().to_string()),
+    ];
+
+    eprintln!("full sync…");
+    sim.clear_requests();
+    let in_flight = a.in_flight.to_string();
+    let (sync_wall, sync_peak, sync_out, ok) =
+        tokio::task::block_in_place(|| run_jcsql(&["sync", "--max-in-flight", &in_flight, "--format", "csv"], &envs));
+    assert!(ok, "sync failed: {sync_out}");
+    let requests = sim.request_count();
+    let rows = org.users.len()
+        + org.groups.len()
+        + org.devices.len()
+        + org.applications.len()
+        + memberships
+        + bindings
+        + org.app_groups.iter().map(Vec::len).sum::<usize>()
+        + org.app_users.iter().map(Vec::len).sum::<usize>();
+    let bound = Duration::from_secs_f64(requests as f64 / a.in_flight as f64 * a.latency_ms as f64 / 1000.0);
+    let cache_bytes: u64 = std::fs::read_dir(home.path().join("cache/jumpcloud"))
+        .map(|rd| rd.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+        .unwrap_or(0);
+
+    eprintln!("peer-like fetch of {} users…", a.peer_sample);
+    let (peer_wall, peer_requests) = peer_fetch(&sim.base_url(), sim.api_key(), a.peer_sample).await;
+    let jc_user_requests = (a.peer_sample as u64).div_ceil(PAGE_SIZE);
+    let jc_user_wall =
+        Duration::from_secs_f64(jc_user_requests as f64 / a.in_flight as f64 * a.latency_ms as f64 / 1000.0)
+            .max(Duration::from_millis(a.latency_ms));
+    let sync_rows_per_sec = rows as f64 / sync_wall.as_secs_f64();
+    let peer_rows_per_sec = a.peer_sample as f64 / peer_wall.as_secs_f64();
+
+    eprintln!("warm starts…");
+    sim.clear_requests();
+    let mut warm = Vec::new();
+    for _ in 0..a.runs {
+        let (d, _, out, ok) = tokio::task::block_in_place(|| {
+            run_jcsql(&["--format", "csv", "-c", "select count(*) from jumpcloud.users"], &envs)
+        });
+        assert!(ok && out.contains(&a.users.to_string()), "warm start failed: {out}");
+        warm.push(d);
+    }
+    let warm_requests = sim.request_count();
+
+    eprintln!("example boards…");
+    let mut boards = Vec::new();
+    let boards_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/boards");
+    if let Ok(rd) = std::fs::read_dir(&boards_dir) {
+        let mut files: Vec<PathBuf> =
+            rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "sql")).collect();
+        files.sort();
+        let engine = jcsql::Engine::new(jcsql::EngineOptions {
+            client: Some(jcsql::jumpcloud::client::ClientConfig::new(
+                sim.base_url(),
+                jcsql::jumpcloud::client::ApiKey::new(sim.api_key()),
+            )),
+            cache_dir: Some(home.path().to_path_buf()),
+            freshness: Default::default(),
+        })
+        .await
+        .expect("engine");
+        for f in files {
+            let sql = std::fs::read_to_string(&f).unwrap_or_default();
+            let name = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let _ = engine.sql(&sql).await; // warm the snapshots into memory
+            let mut times = Vec::new();
+            let mut rows = 0;
+            for _ in 0..a.runs {
+                let t = Instant::now();
+                match engine.sql(&sql).await {
+                    Ok(b) => rows = b.iter().map(|b| b.num_rows()).sum::<usize>(),
+                    Err(e) => {
+                        eprintln!("board {name}: {}", jcsql::error::user_message(&e));
+                        break;
+                    }
+                }
+                times.push(t.elapsed());
+            }
+            if !times.is_empty() {
+                boards.push((name, median(times), rows));
+            }
+        }
+    }
+
+    let warm_median = median(warm.clone());
+    let check = |ok: bool| if ok { "met" } else { "MISSED" };
+    let mut out = String::new();
+    out.push_str(&format!(
+        "Org: {} users, {} groups, {} memberships, {} devices ({} bindings), {} applications; simulator latency {} ms; {} requests in flight.\n\n",
+        org.users.len(), org.groups.len(), memberships, org.devices.len(), bindings, org.applications.len(), a.latency_ms, a.in_flight
+    ));
+    out.push_str("| measure | figure | target | |\n|---|---|---|---|\n");
+    out.push_str(&format!(
+        "| full sync: requests | {requests} (minimum pages {min_pages}, ×{:.3}) | ≤ 1.05 × minimum | {} |\n",
+        requests as f64 / min_pages as f64,
+        check(requests as f64 <= 1.05 * min_pages as f64)
+    ));
+    out.push_str(&format!(
+        "| full sync: wall time | {:.2} s (bound {:.2} s, ×{:.2}) | ≤ 1.25 × requests ÷ in-flight × latency | {} |\n",
+        sync_wall.as_secs_f64(),
+        bound.as_secs_f64(),
+        sync_wall.as_secs_f64() / bound.as_secs_f64(),
+        check(sync_wall.as_secs_f64() <= 1.25 * bound.as_secs_f64())
+    ));
+    out.push_str(&format!("| full sync: rows | {rows} at {sync_rows_per_sec:.0} rows/s | | |\n"));
+    out.push_str(&format!(
+        "| full sync: peak resident memory | {:.0} MiB | < 1 GiB | {} |\n",
+        sync_peak as f64 / 1048576.0,
+        check(sync_peak < 1 << 30)
+    ));
+    out.push_str(&format!("| snapshots on disk | {:.1} MiB | | |\n", cache_bytes as f64 / 1048576.0));
+    out.push_str(&format!(
+        "| peer-like users fetch ({} users, 10 a page, sequential) | {peer_requests} requests, {:.2} s ({peer_rows_per_sec:.0} rows/s) | | |\n",
+        a.peer_sample,
+        peer_wall.as_secs_f64()
+    ));
+    out.push_str(&format!(
+        "| jcsql on the same rows | {jc_user_requests} requests, ≥ {:.3} s by the bound | peer needs 10× the requests, 160× the time | {:.0}× requests, {:.0}× time |\n",
+        jc_user_wall.as_secs_f64(),
+        peer_requests as f64 / jc_user_requests as f64,
+        peer_wall.as_secs_f64() / jc_user_wall.as_secs_f64()
+    ));
+    out.push_str(&format!(
+        "| warm start `jcsql -c \"select count(*) from jumpcloud.users\"` | median {} of {} runs (min {}), {warm_requests} requests | < 300 ms | {} |\n",
+        ms(warm_median),
+        a.runs,
+        ms(*warm.iter().min().unwrap_or(&Duration::ZERO)),
+        check(warm_median < Duration::from_millis(300))
+    ));
+    for (name, d, rows) in &boards {
+        out.push_str(&format!(
+            "| board {name} (warm, median of {}) | {} ({rows} rows) | < 100 ms | {} |\n",
+            a.runs,
+            ms(*d),
+            check(*d < Duration::from_millis(100))
+        ));
+    }
+    println!("{out}");
+    if a.save {
+        let machine = format!(
+            "{} cores, {}",
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            std::fs::read_to_string("/proc/cpuinfo")
+                .ok()
+                .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l
+                    .split(':')
+                    .nth(1)
+                    .unwrap_or("")
+                    .trim()
+                    .to_string()))
+                .unwrap_or_default()
+        );
+        let doc = format!(
+            "# Benchmark\n\nLast output of `cargo run --release --example bench -- --save` ({}), on {machine}.\n\n{out}",
+            chrono::Utc::now().format("%Y-%m-%d")
+        );
+        std::fs::write(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/BENCH.md"), doc)
+            .expect("write BENCH.md");
+    }
+}
