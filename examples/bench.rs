@@ -99,10 +99,10 @@ fn run_jcsql(args: &[&str], envs: &[(&str, String)]) -> (Duration, u64, String, 
     let status_path = format!("/proc/{}/status", child.id());
     let mut peak_kib = 0;
     loop {
-        if let Ok(s) = std::fs::read_to_string(&status_path) {
-            if let Some(v) = s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)) {
-                peak_kib = peak_kib.max(v.parse().unwrap_or(0));
-            }
+        if let Ok(s) = std::fs::read_to_string(&status_path)
+            && let Some(v) = s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1))
+        {
+            peak_kib = peak_kib.max(v.parse().unwrap_or(0));
         }
         if child.try_wait().ok().flatten().is_some() {
             break;
