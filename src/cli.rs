@@ -12,7 +12,7 @@ use datafusion::arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, 
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 
 use crate::config::{Home, JumpCloudSettings, StoredConfig, parse_duration};
-use crate::error::{JcsqlError, user_message};
+use crate::error::JcsqlError;
 use crate::jumpcloud::client::{ApiKey, ClientConfig, DEFAULT_BASE_URL};
 use crate::jumpcloud::simulator::{DEMO_API_KEY, Simulator, SimulatorConfig};
 use crate::jumpcloud::{Freshness, RefreshSummary, SyncObserver};
@@ -324,7 +324,7 @@ async fn run_front_end(engine: &Engine, g: &GlobalArgs, home: &Home) -> Result<u
                     }
                 }
                 Err(e) => {
-                    let mut msg = user_message(&e);
+                    let mut msg = crate::hints::explain(engine, &e);
                     if engine_client_missing && msg.contains("not connected") {
                         msg = JcsqlError::NotConnected.to_string();
                     }
@@ -362,8 +362,22 @@ pub fn print_result(
     batches: &[RecordBatch],
     maxrows: Option<usize>,
 ) -> Result<(), JcsqlError> {
+    let width = if std::io::stdout().is_terminal() { crate::output::terminal_width() } else { None };
+    write_result(&mut std::io::stdout().lock(), format, schema, batches, maxrows, width)
+}
+
+/// Writes a result in `format`; `maxrows` caps the rows shown in table, line and markdown
+/// output, `width` fits tables to a terminal.
+pub fn write_result(
+    out: &mut dyn Write,
+    format: Format,
+    schema: &datafusion::arrow::datatypes::SchemaRef,
+    batches: &[RecordBatch],
+    maxrows: Option<usize>,
+    width: Option<usize>,
+) -> Result<(), JcsqlError> {
     let shown: Vec<RecordBatch> = match (format, maxrows) {
-        (Format::Table | Format::Markdown, Some(max)) => {
+        (Format::Table | Format::Line | Format::Markdown, Some(max)) => {
             let mut left = max;
             batches
                 .iter()
@@ -376,13 +390,12 @@ pub fn print_result(
         }
         _ => batches.to_vec(),
     };
-    let text =
-        render(format, schema, &shown).map_err(|e| JcsqlError::Config(format!("cannot format the result: {e}")))?;
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes());
-    if format == Format::Table && !text.ends_with('\n') {
-        let _ = out.write_all(b"\n");
+    let text = match format {
+        Format::Table => crate::output::render_table(schema, &shown, width),
+        f => render(f, schema, &shown),
     }
+    .map_err(|e| JcsqlError::Config(format!("cannot format the result: {e}")))?;
+    let _ = out.write_all(text.as_bytes());
     let _ = out.flush();
     Ok(())
 }

@@ -14,6 +14,7 @@ pub use engine::{Engine, EngineOptions};
 pub use error::{JcsqlError, Result};
 pub mod cli;
 pub mod config;
+pub mod hints;
 pub mod output;
 pub mod progress;
 pub mod repl;

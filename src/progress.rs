@@ -60,13 +60,11 @@ impl SyncObserver for ProgressObserver {
         self.with_bar(table, |b| b.inc(n));
     }
 
-    fn finished(&self, table: &str, outcome: Result<&RefreshSummary, &JcsqlError>) {
+    fn finished(&self, table: &str, _outcome: Result<&RefreshSummary, &JcsqlError>) {
         let bar = self.bars.lock().ok().and_then(|mut b| b.remove(table));
         if let Some(bar) = bar {
-            match outcome {
-                Ok(s) => bar.finish_with_message(format!("{} rows", s.rows)),
-                Err(_) => bar.abandon_with_message("failed"),
-            }
+            // Results and the sync summary follow; a finished bar would only clutter them.
+            bar.finish_and_clear();
             self.multi.remove(&bar);
         }
     }

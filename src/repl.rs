@@ -1,182 +1,547 @@
-//! The interactive prompt: multi-line statements ended by `;`, persistent history, Ctrl-C
-//! cancels the running statement, Ctrl-D exits, and dot meta-commands (`\` aliases).
+//! The interactive prompt: multi-line statements ended by `;`, persistent history (never with
+//! the API key in it), Ctrl-C cancels the running statement, Ctrl-D exits, tab completion of
+//! keywords, schemas, tables, columns, functions and meta-commands, and dot meta-commands
+//! (with `\` aliases). The line editor sits behind [`LineReader`] so tests can script it.
 
+use std::collections::{BTreeSet, VecDeque};
+use std::io::Write;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
-use rustyline::DefaultEditor;
+use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use rustyline::completion::Completer;
 use rustyline::error::ReadlineError;
+use rustyline::highlight::Highlighter;
+use rustyline::hint::Hinter;
+use rustyline::history::{DefaultHistory, History};
+use rustyline::validate::Validator;
+use rustyline::{Context, Editor, Helper};
 
 use crate::Engine;
-use crate::cli::{GlobalArgs, plural, print_result, run_statement, split_statements};
+use crate::cli::{GlobalArgs, plural, run_statement, split_statements, write_result};
 use crate::config::Home;
-use crate::error::{JcsqlError, user_message};
-use crate::jumpcloud::{Freshness, human_age};
-use crate::output::Format;
+use crate::error::JcsqlError;
+use crate::hints::explain;
+use crate::jumpcloud::Freshness;
+use crate::jumpcloud::tables::{self, PRIMARY_FIELD_KEY};
+use crate::output::{Format, terminal_width};
 
-pub const HELP: &str = "\
-Statements end with `;` and may span lines. Ctrl-C cancels a running statement, Ctrl-D exits.
+/// Meta-commands: name, arguments, what it does. `.help` and completion read this table.
+pub const META_COMMANDS: &[(&str, &str, &str)] = &[
+    (".help", "", "this text (also \\?)"),
+    (".tables", "", "list the tables (also \\d)"),
+    (".schema", "TABLE", "columns, types, primary field and meaning of each column (also \\d TABLE)"),
+    (".mode", "table|line|csv|json|ndjson|markdown", "how results are printed"),
+    (".timer", "on|off", "show time, rows and API requests after each statement"),
+    (".refresh", "[TABLE]", "fetch a table now (every table when none is named)"),
+    (".offline", "on|off", "answer from the cached snapshots only"),
+    (".quit", "", "leave (also .exit, \\q, Ctrl-D)"),
+];
 
-  .tables               list tables (JumpCloud, meta and other sources)
-  .schema TABLE         columns, types and what each JumpCloud column means
-  .mode FORMAT          table, csv, json, ndjson or markdown
-  .timer on|off         show time, rows and API requests after each statement
-  .refresh [TABLE]      fetch a table (all tables when none is named) now
-  .offline on|off       answer from the cached snapshots only
-  .help                 this text
-  .quit                 leave (also \\q)
-
-Try: select state, count(*) from jumpcloud.users group by state;";
-
-struct ReplState {
-    format: Format,
-    timer: bool,
+/// Where the REPL's lines come from.
+pub trait LineReader {
+    fn read_line(&mut self, prompt: &str) -> ReadResult;
+    fn add_history(&mut self, _line: &str) {}
 }
 
+pub enum ReadResult {
+    Line(String),
+    /// Ctrl-C at the prompt: drop the statement being typed.
+    Interrupted,
+    /// Ctrl-D: leave.
+    Eof,
+}
+
+/// Lines given in advance, for tests and scripts.
+pub struct ScriptedReader(pub VecDeque<String>);
+
+impl ScriptedReader {
+    pub fn new(lines: &[&str]) -> Self {
+        ScriptedReader(lines.iter().map(|l| l.to_string()).collect())
+    }
+}
+
+impl LineReader for ScriptedReader {
+    fn read_line(&mut self, _prompt: &str) -> ReadResult {
+        match self.0.pop_front() {
+            Some(l) => ReadResult::Line(l),
+            None => ReadResult::Eof,
+        }
+    }
+}
+
+/// Words offered by tab completion, rebuilt after each statement.
+#[derive(Debug, Default, Clone)]
+pub struct Words {
+    pub schemas: Vec<String>,
+    /// `schema.table`, and plain names for the default schema.
+    pub tables: Vec<String>,
+    pub columns: Vec<String>,
+    pub functions: Vec<String>,
+}
+
+const KEYWORDS: &[&str] = &[
+    "select",
+    "from",
+    "where",
+    "group by",
+    "order by",
+    "having",
+    "limit",
+    "offset",
+    "join",
+    "left join",
+    "inner join",
+    "on",
+    "as",
+    "and",
+    "or",
+    "not",
+    "null",
+    "is",
+    "in",
+    "like",
+    "ilike",
+    "between",
+    "case",
+    "when",
+    "then",
+    "else",
+    "end",
+    "distinct",
+    "count",
+    "union all",
+    "with",
+    "exists",
+    "desc",
+    "asc",
+    "true",
+    "false",
+    "cast",
+    "interval",
+    "now()",
+    "explain",
+    "show tables",
+    "create view",
+    "describe",
+];
+
+impl Words {
+    pub async fn collect(engine: &Engine) -> Words {
+        let mut w = Words::default();
+        let ctx = engine.context();
+        let mut columns = BTreeSet::new();
+        if let Some(catalog) = ctx.catalog("datafusion") {
+            for schema_name in catalog.schema_names() {
+                let Some(schema) = catalog.schema(&schema_name) else { continue };
+                w.schemas.push(schema_name.clone());
+                for t in schema.table_names() {
+                    if schema_name != "information_schema"
+                        && let Ok(Some(p)) = schema.table(&t).await
+                    {
+                        columns.extend(p.schema().fields().iter().map(|f| f.name().clone()));
+                    }
+                    w.tables.push(if schema_name == "public" { t } else { format!("{schema_name}.{t}") });
+                }
+            }
+        }
+        w.tables.sort();
+        w.columns = columns.into_iter().collect();
+        w.functions = ctx.state().scalar_functions().keys().cloned().collect();
+        w.functions.sort();
+        w
+    }
+
+    /// Completions of the word that ends at `pos`: its start and the candidates.
+    pub fn complete(&self, line: &str, pos: usize) -> (usize, Vec<String>) {
+        let before = &line[..pos];
+        let start = before.rfind(|c: char| c.is_whitespace() || "(),=<>'".contains(c)).map(|i| i + 1).unwrap_or(0);
+        let word = &before[start..];
+        let lower = word.to_lowercase();
+        let mut out: Vec<String> = Vec::new();
+        if start == 0 && (word.starts_with('.') || word.starts_with('\\')) {
+            out.extend(META_COMMANDS.iter().map(|(n, _, _)| n.to_string()).filter(|n| n.starts_with(&lower)));
+            return (start, out);
+        }
+        if before.trim_start().starts_with('.') {
+            // Arguments of meta-commands are table names.
+            out.extend(self.tables.iter().filter(|t| t.starts_with(&lower)).cloned());
+            return (start, out);
+        }
+        if word.is_empty() {
+            return (start, out);
+        }
+        if let Some((qualifier, rest)) = word.rsplit_once('.') {
+            if self.schemas.iter().any(|s| s == qualifier) {
+                out.extend(
+                    self.tables
+                        .iter()
+                        .filter(|t| t.starts_with(&format!("{qualifier}.{}", rest.to_lowercase())))
+                        .cloned(),
+                );
+            } else {
+                // An alias or table name: its columns.
+                let rest = rest.to_lowercase();
+                out.extend(self.columns.iter().filter(|c| c.starts_with(&rest)).map(|c| format!("{qualifier}.{c}")));
+            }
+            return (start, out);
+        }
+        let upper = word.chars().next().is_some_and(char::is_uppercase);
+        out.extend(
+            KEYWORDS
+                .iter()
+                .filter(|k| k.starts_with(&lower))
+                .map(|k| if upper { k.to_uppercase() } else { k.to_string() }),
+        );
+        out.extend(self.schemas.iter().filter(|s| s.starts_with(&lower)).map(|s| format!("{s}.")));
+        out.extend(self.tables.iter().filter(|t| t.starts_with(&lower)).cloned());
+        out.extend(self.columns.iter().filter(|c| c.starts_with(&lower)).cloned());
+        out.extend(self.functions.iter().filter(|f| f.starts_with(&lower)).cloned());
+        let mut seen = BTreeSet::new();
+        out.retain(|c| seen.insert(c.clone()));
+        (start, out)
+    }
+}
+
+/// rustyline's helper: completion from [`Words`]; no hints, highlighting or validation.
+pub struct ReplHelper {
+    pub words: Arc<RwLock<Words>>,
+}
+
+impl Completer for ReplHelper {
+    type Candidate = String;
+    fn complete(&self, line: &str, pos: usize, _ctx: &Context<'_>) -> rustyline::Result<(usize, Vec<String>)> {
+        Ok(self.words.read().map(|w| w.complete(line, pos)).unwrap_or((pos, Vec::new())))
+    }
+}
+impl Hinter for ReplHelper {
+    type Hint = String;
+}
+impl Highlighter for ReplHelper {}
+impl Validator for ReplHelper {}
+impl Helper for ReplHelper {}
+
+struct RustylineReader {
+    editor: Editor<ReplHelper, DefaultHistory>,
+}
+
+impl LineReader for RustylineReader {
+    fn read_line(&mut self, prompt: &str) -> ReadResult {
+        match tokio::task::block_in_place(|| self.editor.readline(prompt)) {
+            Ok(l) => ReadResult::Line(l),
+            Err(ReadlineError::Interrupted) => ReadResult::Interrupted,
+            Err(_) => ReadResult::Eof,
+        }
+    }
+    fn add_history(&mut self, line: &str) {
+        let _ = self.editor.add_history_entry(line);
+    }
+}
+
+/// A `Write` whose bytes tests can read back.
+#[derive(Clone, Default)]
+pub struct SharedBuf(pub Arc<Mutex<Vec<u8>>>);
+
+impl SharedBuf {
+    pub fn text(&self) -> String {
+        self.0.lock().map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+    }
+}
+
+impl Write for SharedBuf {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut b) = self.0.lock() {
+            b.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+pub struct Repl<'a> {
+    engine: &'a Engine,
+    pub format: Format,
+    pub timer: bool,
+    pub maxrows: Option<usize>,
+    /// Table width; `None` prints tables at their natural width.
+    pub width: Option<usize>,
+    out: Box<dyn Write + Send + 'a>,
+    err: Box<dyn Write + Send + 'a>,
+    pub words: Arc<RwLock<Words>>,
+    /// The last statement that ran without error (for `.save`).
+    pub last_query: Option<String>,
+}
+
+impl<'a> Repl<'a> {
+    pub fn new(
+        engine: &'a Engine,
+        format: Format,
+        out: Box<dyn Write + Send + 'a>,
+        err: Box<dyn Write + Send + 'a>,
+    ) -> Self {
+        Repl {
+            engine,
+            format,
+            timer: false,
+            maxrows: None,
+            width: None,
+            out,
+            err,
+            words: Arc::new(RwLock::new(Words::default())),
+            last_query: None,
+        }
+    }
+
+    async fn refresh_words(&self) {
+        let w = Words::collect(self.engine).await;
+        if let Ok(mut words) = self.words.write() {
+            *words = w;
+        }
+    }
+
+    /// Reads and runs until `.quit` or end of input.
+    pub async fn run(&mut self, reader: &mut dyn LineReader) {
+        self.refresh_words().await;
+        let secret = self.engine.connection().client().map(|c| c.config().api_key.expose().to_string());
+        let mut buffer = String::new();
+        loop {
+            let prompt = if buffer.is_empty() { "jcsql> " } else { "   ...> " };
+            let line = match reader.read_line(prompt) {
+                ReadResult::Line(l) => l,
+                ReadResult::Interrupted => {
+                    buffer.clear();
+                    continue;
+                }
+                ReadResult::Eof => break,
+            };
+            let trimmed = line.trim();
+            let keep_in_history = |l: &str| secret.as_ref().is_none_or(|s| s.is_empty() || !l.contains(s.as_str()));
+            if buffer.is_empty() && (trimmed.starts_with('.') || trimmed.starts_with('\\')) {
+                if keep_in_history(trimmed) {
+                    reader.add_history(trimmed);
+                }
+                if !self.meta_command(trimmed).await {
+                    break;
+                }
+                continue;
+            }
+            if trimmed.is_empty() && buffer.is_empty() {
+                continue;
+            }
+            if !buffer.is_empty() {
+                buffer.push('\n');
+            }
+            buffer.push_str(&line);
+            if !trimmed.ends_with(';') {
+                continue;
+            }
+            let text = std::mem::take(&mut buffer);
+            if keep_in_history(text.trim()) {
+                reader.add_history(text.trim());
+            }
+            for stmt in split_statements(&text) {
+                self.execute(&stmt.sql).await;
+            }
+            self.refresh_words().await;
+        }
+        let _ = self.out.flush();
+    }
+
+    pub async fn execute(&mut self, sql: &str) {
+        let started = Instant::now();
+        let requests_before = self.engine.connection().requests_made();
+        let result = tokio::select! {
+            r = run_statement(self.engine, sql) => Some(r),
+            _ = tokio::signal::ctrl_c() => None,
+        };
+        match result {
+            None => {
+                let _ = writeln!(self.err, "cancelled");
+            }
+            Some(Ok((schema, batches))) => {
+                if let Err(e) = write_result(&mut self.out, self.format, &schema, &batches, self.maxrows, self.width) {
+                    let _ = writeln!(self.err, "Error: {e}");
+                }
+                let _ = self.out.flush();
+                let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+                let shown = self.maxrows.filter(|m| *m < rows && matches!(self.format, Format::Table | Format::Line));
+                let mut footer = format!("{} in {:.3}s", plural(rows, "row"), started.elapsed().as_secs_f64());
+                if let Some(m) = shown {
+                    footer.push_str(&format!(" ({m} shown)"));
+                }
+                if self.timer {
+                    let requests = self.engine.connection().requests_made() - requests_before;
+                    footer.push_str(&format!(", {}", plural(requests as usize, "API request")));
+                }
+                if self.timer || matches!(self.format, Format::Table | Format::Line) {
+                    let _ = writeln!(self.err, "{footer}");
+                }
+                self.last_query = Some(sql.to_string());
+            }
+            Some(Err(e)) => {
+                let _ = writeln!(self.err, "Error: {}", explain(self.engine, &e));
+            }
+        }
+    }
+
+    fn print_batch(&mut self, batch: RecordBatch) {
+        let schema = batch.schema();
+        if let Err(e) = write_result(&mut self.out, self.format, &schema, &[batch], None, self.width) {
+            let _ = writeln!(self.err, "Error: {e}");
+        }
+    }
+
+    /// Runs a meta-command; `false` means leave the REPL.
+    pub async fn meta_command(&mut self, line: &str) -> bool {
+        let mut parts = line.trim_end_matches(';').split_whitespace();
+        let cmd = parts.next().unwrap_or_default();
+        let arg = parts.next();
+        let name = match cmd {
+            "\\q" => ".quit",
+            "\\?" | "\\h" => ".help",
+            "\\d" if arg.is_some() => ".schema",
+            "\\d" => ".tables",
+            ".exit" => ".quit",
+            c => c,
+        };
+        match (name, arg) {
+            (".quit", _) => return false,
+            (".help", _) => {
+                let batch = help_batch();
+                self.print_batch(batch);
+                let _ = writeln!(
+                    self.out,
+                    "Statements end with `;` and may span lines; Ctrl-C cancels a running statement."
+                );
+            }
+            (".tables", _) => {
+                self.execute(
+                    "select table_schema as schema, table_name as name, lower(table_type) as type \
+                     from information_schema.tables where table_schema <> 'information_schema' order by 1, 2",
+                )
+                .await
+            }
+            (".schema", Some(table)) => match schema_batch(self.engine, table).await {
+                Ok(b) => self.print_batch(b),
+                Err(msg) => {
+                    let _ = writeln!(self.err, "Error: {msg}");
+                }
+            },
+            (".mode", Some(m)) => match <Format as clap::ValueEnum>::from_str(m, true) {
+                Ok(f) => self.format = f,
+                Err(_) => {
+                    let _ =
+                        writeln!(self.err, "Error: unknown mode {m}; use table, line, csv, json, ndjson or markdown");
+                }
+            },
+            (".timer", Some(v @ ("on" | "off"))) => self.timer = v == "on",
+            (".offline", Some(v @ ("on" | "off"))) => {
+                let f = self.engine.connection().freshness();
+                self.engine.connection().set_freshness(Freshness { offline: v == "on", ..f });
+            }
+            (".refresh", table) => {
+                let names: Vec<String> = table.map(|t| vec![t.to_string()]).unwrap_or_default();
+                for (name, r) in self.engine.connection().sync(&names).await {
+                    let _ = match r {
+                        Ok(s) => writeln!(
+                            self.err,
+                            "{name}: {} in {:.1}s ({})",
+                            plural(s.rows as usize, "row"),
+                            s.duration.as_secs_f64(),
+                            plural(s.requests as usize, "request")
+                        ),
+                        Err(e) => writeln!(self.err, "Error: {name}: {e}"),
+                    };
+                }
+            }
+            _ => {
+                let known = META_COMMANDS.iter().find(|(n, _, _)| *n == name);
+                let _ = match known {
+                    Some((n, args, _)) => writeln!(self.err, "Error: usage: {n} {args}"),
+                    None => writeln!(self.err, "Error: unknown command {cmd}; `.help` lists the commands"),
+                };
+            }
+        }
+        true
+    }
+}
+
+fn string_batch(columns: &[(&str, Vec<String>)]) -> RecordBatch {
+    let schema =
+        Arc::new(Schema::new(columns.iter().map(|(n, _)| Field::new(*n, DataType::Utf8, false)).collect::<Vec<_>>()));
+    let arrays: Vec<ArrayRef> =
+        columns.iter().map(|(_, v)| Arc::new(StringArray::from(v.clone())) as ArrayRef).collect();
+    RecordBatch::try_new(schema, arrays).unwrap_or_else(|_| RecordBatch::new_empty(Arc::new(Schema::empty())))
+}
+
+fn help_batch() -> RecordBatch {
+    string_batch(&[
+        ("command", META_COMMANDS.iter().map(|(n, a, _)| format!("{n} {a}").trim_end().to_string()).collect()),
+        ("does", META_COMMANDS.iter().map(|(_, _, d)| d.to_string()).collect()),
+    ])
+}
+
+/// `.schema TABLE`: each column's name, type, whether it is the primary field, and its meaning.
+pub async fn schema_batch(engine: &Engine, table: &str) -> Result<RecordBatch, String> {
+    // `devices` means `jumpcloud.devices` when nothing else has that name.
+    let ctx = engine.context();
+    let (table, provider) = match ctx.table_provider(table).await {
+        Ok(p) => (table.to_string(), Ok(p)),
+        Err(e) => match ctx.table_provider(format!("jumpcloud.{table}")).await {
+            Ok(p) => (format!("jumpcloud.{table}"), Ok(p)),
+            Err(_) => (table.to_string(), Err(e)),
+        },
+    };
+    let table = table.as_str();
+    let provider = provider.map_err(|_| {
+        let tables = crate::hints::known_tables(engine);
+        let near = crate::hints::nearest(table, tables.iter(), 3);
+        if near.is_empty() {
+            format!("unknown table {table}; `.tables` lists the tables")
+        } else {
+            format!(
+                "unknown table {table}; did you mean {}?",
+                near.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            )
+        }
+    })?;
+    let schema = provider.schema();
+    let def = tables::table(table);
+    let mut names = Vec::new();
+    let mut types = Vec::new();
+    let mut primary = Vec::new();
+    let mut meaning = Vec::new();
+    for f in schema.fields() {
+        names.push(f.name().clone());
+        types.push(f.data_type().to_string());
+        primary.push(if f.metadata().get(PRIMARY_FIELD_KEY).is_some() { "primary".into() } else { String::new() });
+        meaning.push(def.and_then(|d| d.column(f.name())).map(|c| c.description.to_string()).unwrap_or_default());
+    }
+    Ok(string_batch(&[("column", names), ("type", types), ("key", primary), ("description", meaning)]))
+}
+
+/// The interactive REPL on the terminal.
 pub async fn run(engine: &Engine, g: &GlobalArgs, home: &Home, format: Format) -> Result<u8, JcsqlError> {
-    let mut editor =
-        DefaultEditor::new().map_err(|e| JcsqlError::Config(format!("cannot start the line editor: {e}")))?;
+    let mut editor = Editor::<ReplHelper, DefaultHistory>::new()
+        .map_err(|e| JcsqlError::Config(format!("cannot start the line editor: {e}")))?;
     let history = home.history_file();
     let _ = editor.load_history(&history);
     if engine.connection().client().is_none() {
         eprintln!("{}", JcsqlError::NotConnected);
     }
-    let mut state = ReplState { format, timer: false };
-    let mut buffer = String::new();
-    loop {
-        let prompt = if buffer.is_empty() { "jcsql> " } else { "   ...> " };
-        let line = tokio::task::block_in_place(|| editor.readline(prompt));
-        match line {
-            Ok(line) => {
-                let trimmed = line.trim();
-                if buffer.is_empty() && (trimmed.starts_with('.') || trimmed.starts_with('\\')) {
-                    let _ = editor.add_history_entry(trimmed);
-                    if !meta_command(engine, &mut state, trimmed).await {
-                        break;
-                    }
-                    continue;
-                }
-                if !buffer.is_empty() {
-                    buffer.push('\n');
-                }
-                buffer.push_str(&line);
-                if !trimmed.ends_with(';') {
-                    continue;
-                }
-                let _ = editor.add_history_entry(buffer.trim());
-                let text = std::mem::take(&mut buffer);
-                for stmt in split_statements(&text) {
-                    execute(engine, &state, g, &stmt.sql).await;
-                }
-            }
-            Err(ReadlineError::Interrupted) => {
-                buffer.clear();
-            }
-            Err(ReadlineError::Eof) => break,
-            Err(e) => return Err(JcsqlError::Config(format!("the line editor failed: {e}"))),
-        }
-    }
+    let mut repl = Repl::new(engine, format, Box::new(std::io::stdout()), Box::new(std::io::stderr()));
+    repl.maxrows = g.maxrows;
+    repl.width = terminal_width();
+    editor.set_helper(Some(ReplHelper { words: repl.words.clone() }));
+    let mut reader = RustylineReader { editor };
+    repl.run(&mut reader).await;
     if let Some(dir) = history.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
-    let _ = editor.save_history(&history);
+    let _ = reader.editor.history_mut().set_max_len(5000);
+    let _ = reader.editor.save_history(&history);
     Ok(0)
-}
-
-async fn execute(engine: &Engine, state: &ReplState, g: &GlobalArgs, sql: &str) {
-    let started = Instant::now();
-    let requests_before = engine.connection().requests_made();
-    tokio::select! {
-        result = run_statement(engine, sql) => match result {
-            Ok((schema, batches)) => {
-                if let Err(e) = print_result(state.format, &schema, &batches, g.maxrows) {
-                    eprintln!("Error: {e}");
-                }
-                let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-                if state.timer {
-                    let requests = engine.connection().requests_made() - requests_before;
-                    eprintln!("{} in {:.3}s, {}", plural(rows, "row"), started.elapsed().as_secs_f64(), plural(requests as usize, "API request"));
-                } else if state.format == Format::Table {
-                    eprintln!("{}", plural(rows, "row"));
-                }
-            }
-            Err(e) => eprintln!("Error: {}", user_message(&e)),
-        },
-        _ = tokio::signal::ctrl_c() => eprintln!("cancelled"),
-    }
-}
-
-/// Runs a meta-command; `false` means leave the REPL.
-async fn meta_command(engine: &Engine, state: &mut ReplState, line: &str) -> bool {
-    let mut parts = line.trim_end_matches(';').split_whitespace();
-    let cmd = parts.next().unwrap_or_default().trim_start_matches(['.', '\\']);
-    let arg = parts.next();
-    match (cmd, arg) {
-        ("quit" | "exit" | "q", _) => return false,
-        ("help" | "?" | "h", _) => println!("{HELP}"),
-        ("tables" | "d", None) => {
-            execute(
-                engine,
-                state,
-                &GlobalArgs::default_for_repl(),
-                "select table_schema, table_name, table_type from information_schema.tables \
-                 where table_schema not in ('information_schema') order by 1, 2",
-            )
-            .await
-        }
-        ("schema" | "d", Some(table)) => {
-            let (schema, name) = table.split_once('.').unwrap_or(("jumpcloud", table));
-            let sql = format!(
-                "select column_name, data_type, is_nullable from information_schema.columns \
-                 where table_schema = '{}' and table_name = '{}' order by ordinal_position",
-                schema.replace('\'', "''"),
-                name.replace('\'', "''")
-            );
-            execute(engine, state, &GlobalArgs::default_for_repl(), &sql).await
-        }
-        ("mode", Some(m)) => match <Format as clap::ValueEnum>::from_str(m, true) {
-            Ok(f) => state.format = f,
-            Err(_) => {
-                eprintln!("Error: unknown mode {m}; use table, csv, json, ndjson or markdown")
-            }
-        },
-        ("timer", Some(v)) => state.timer = v == "on",
-        ("offline", Some(v)) => {
-            let f = engine.connection().freshness();
-            engine.connection().set_freshness(Freshness { offline: v == "on", ..f });
-        }
-        ("refresh", table) => {
-            let names: Vec<String> = table.map(|t| vec![t.to_string()]).unwrap_or_default();
-            for (name, r) in engine.connection().sync(&names).await {
-                match r {
-                    Ok(s) => eprintln!(
-                        "{name}: {} in {:.1}s ({})",
-                        plural(s.rows as usize, "row"),
-                        s.duration.as_secs_f64(),
-                        plural(s.requests as usize, "request")
-                    ),
-                    Err(e) => eprintln!("Error: {name}: {e}"),
-                }
-            }
-        }
-        _ => eprintln!("Error: unknown command {line}; .help lists the commands"),
-    }
-    let _ = human_age;
-    true
-}
-
-impl GlobalArgs {
-    fn default_for_repl() -> GlobalArgs {
-        GlobalArgs {
-            commands: vec![],
-            files: vec![],
-            format: None,
-            yes: false,
-            offline: false,
-            boards: None,
-            max_age: None,
-            max_in_flight: None,
-            maxrows: None,
-            quiet: false,
-        }
-    }
 }

@@ -133,7 +133,10 @@ async fn formats_round_trip_and_scripts_report_lines() {
     assert_eq!(text(&out.stdout), "Int64(1)\n1\nInt64(2)\n2\n");
     let err = text(&out.stderr);
     assert!(
-        err.starts_with(&format!("Error: {}, line 5: Schema error: No field named nope.", script.display())),
+        err.starts_with(&format!(
+            "Error: {}, line 5: unknown column nope; the columns are: id, username, email,",
+            script.display()
+        )),
         "{err}"
     );
     assert_eq!(err.lines().count(), 1);

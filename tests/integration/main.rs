@@ -5,6 +5,7 @@ mod cli;
 mod common;
 mod errors;
 mod recordings;
+mod repl;
 mod requests;
 mod spec;
 mod tables;
