@@ -25,6 +25,10 @@ pub const EXIT_ERROR: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_NOT_APPLIED: u8 = 3;
 
+/// The default demo org (its exports in `examples/data/` are made for it).
+pub const DEMO_USERS: usize = 300;
+pub const DEMO_SEED: u64 = 42;
+
 #[derive(Debug, Parser)]
 #[command(name = "jcsql", version, about = "SQL over your JumpCloud directory, joined with your other tools")]
 pub struct Cli {
@@ -34,7 +38,7 @@ pub struct Cli {
     pub global: GlobalArgs,
 }
 
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct GlobalArgs {
     /// Run SQL and exit (repeatable; each may hold several statements)
     #[arg(short = 'c', long = "command", global = true, value_name = "SQL")]
@@ -73,10 +77,10 @@ pub enum Command {
     /// Start the built-in simulated org and query it (REPL, or -c / -f)
     Demo {
         /// Users in the simulated org (groups, devices and apps scale with it)
-        #[arg(long, default_value_t = 300)]
+        #[arg(long, default_value_t = DEMO_USERS)]
         users: usize,
         /// Seed of the org generator
-        #[arg(long, default_value_t = 42)]
+        #[arg(long, default_value_t = DEMO_SEED)]
         seed: u64,
     },
     /// Fetch tables now (all when none is named)
@@ -89,6 +93,15 @@ pub enum Command {
         #[command(subcommand)]
         target: ConnectTarget,
     },
+    /// Disconnect a source: deletes the boards that read it (kept in boards/.deleted/)
+    Disconnect { name: String },
+    /// Manage boards (saved queries, views boards.NAME)
+    Board {
+        #[command(subcommand)]
+        command: crate::workspace::BoardCommand,
+    },
+    /// What can be joined to TABLE: relations, and other tools' columns whose values match
+    Fields { table: String },
     /// Run the JumpCloud simulator as a standalone server on 127.0.0.1
     Simulate {
         #[arg(long, default_value_t = 0)]
@@ -124,6 +137,8 @@ pub enum ConnectTarget {
         #[arg(long)]
         org_id: Option<String>,
     },
+    /// Register a CSV / JSON / NDJSON / Parquet export (a file, or a folder of them) as source NAME
+    Files { name: String, path: PathBuf },
 }
 
 /// Entry point of the binary: parses arguments, runs, and maps errors to one line and an exit code.
@@ -181,8 +196,9 @@ async fn dispatch(cli: Cli) -> Result<u8, JcsqlError> {
             let home = Home::from_env().unwrap_or_else(|_| Home::at(demo.dir.path()));
             if !g.quiet && g.commands.is_empty() && g.files.is_empty() && std::io::stdin().is_terminal() {
                 eprintln!(
-                    "jcsql demo: a simulated org of {users} users at {} (seed {seed}); try `select * from jcsql.tables;` or `.help`",
-                    demo.simulator.base_url()
+                    "jcsql demo: a simulated org of {users} users at {} (seed {seed}), with {} boards; try `select * from jcsql.boards;` or `.help`",
+                    demo.simulator.base_url(),
+                    demo.engine.boards().len()
                 );
             }
             run_front_end(&demo.engine, &g, &home).await
@@ -195,6 +211,26 @@ async fn dispatch(cli: Cli) -> Result<u8, JcsqlError> {
         Some(Command::Connect { target: ConnectTarget::Jumpcloud { api_key_stdin, api_url, org_id } }) => {
             let home = Home::from_env()?;
             connect_jumpcloud(&home, &g, api_key_stdin, api_url, org_id).await
+        }
+        Some(Command::Connect { target: ConnectTarget::Files { name, path } }) => {
+            let home = Home::from_env()?;
+            let (engine, _) = engine_from_settings(&home, &g).await?;
+            crate::workspace::connect_files(&engine, &home, &name, &path).await
+        }
+        Some(Command::Disconnect { name }) => {
+            let home = Home::from_env()?;
+            let (engine, _) = engine_from_settings(&home, &g).await?;
+            crate::workspace::disconnect(&engine, &home, &name, &g).await
+        }
+        Some(Command::Board { command }) => {
+            let home = Home::from_env()?;
+            let (engine, _) = engine_from_settings(&home, &g).await?;
+            crate::workspace::board_command(&engine, command, &g).await
+        }
+        Some(Command::Fields { table }) => {
+            let home = Home::from_env()?;
+            let (engine, _) = engine_from_settings(&home, &g).await?;
+            crate::workspace::fields_command(&engine, &table, &g).await
         }
         Some(Command::Simulate { port, api_key, users, seed, latency_ms, fail_rate, rate_limit }) => {
             let mut cfg = SimulatorConfig::new(users, seed);
@@ -243,6 +279,12 @@ impl Demo {
             Engine::new(EngineOptions { client: Some(client), cache_dir: Some(dir.path().to_path_buf()), freshness })
                 .await?;
         install_observer(&engine, g);
+        // The example boards and the exports that join to this org, unless --boards points elsewhere.
+        let sources = simulator
+            .with_org(|org| crate::workspace::write_demo_workspace(dir.path(), org))
+            .map_err(|e| JcsqlError::Config(format!("cannot write the demo boards: {e}")))?;
+        let boards_dir = g.boards.clone().unwrap_or_else(|| dir.path().join("boards"));
+        crate::workspace::open(&engine, &sources, &boards_dir, g.quiet).await;
         Ok(Demo { simulator, engine, dir })
     }
 }
@@ -287,6 +329,8 @@ pub async fn engine_from_settings(home: &Home, g: &GlobalArgs) -> Result<(Engine
     let freshness = freshness_from(g, Some(&settings))?;
     let engine = Engine::new(EngineOptions { client, cache_dir: Some(home.cache_dir.clone()), freshness }).await?;
     install_observer(&engine, g);
+    let boards_dir = g.boards.clone().unwrap_or_else(|| home.boards_dir());
+    crate::workspace::open(&engine, &stored.sources, &boards_dir, g.quiet).await;
     Ok((engine, stored))
 }
 

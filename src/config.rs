@@ -38,6 +38,10 @@ impl Home {
     pub fn history_file(&self) -> PathBuf {
         self.config_dir.join("history")
     }
+
+    pub fn boards_dir(&self) -> PathBuf {
+        self.config_dir.join("boards")
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -59,6 +63,9 @@ pub struct JumpCloudSettings {
 pub struct StoredConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jumpcloud: Option<JumpCloudSettings>,
+    /// Other tools' exports (`jcsql connect files NAME PATH`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<crate::sources::SourceConfig>,
 }
 
 impl StoredConfig {

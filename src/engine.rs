@@ -1,8 +1,8 @@
 //! [`Engine`]: a DataFusion session with the JumpCloud schema, the meta tables and the JSON
 //! functions registered. This is what a Rust program embeds; the CLI is a thin layer over it.
 
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use datafusion::arrow::array::{
     ArrayRef, Float64Builder, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
@@ -13,11 +13,13 @@ use datafusion::datasource::ViewTable;
 use datafusion::error::DataFusionError;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
+use crate::boards::{self, Board};
 use crate::catalog::{ComputedTable, JumpCloudSchema};
 use crate::error::{JcsqlError, Result};
 use crate::jumpcloud::client::{ClientConfig, JumpCloudClient};
 use crate::jumpcloud::tables::VIEWS;
 use crate::jumpcloud::{Connection, Freshness};
+use crate::sources::{self, SourceConfig, SourceStatus};
 
 pub const META_SCHEMA: &str = "jcsql";
 
@@ -33,6 +35,9 @@ pub struct EngineOptions {
 pub struct Engine {
     ctx: SessionContext,
     connection: Arc<Connection>,
+    boards: Arc<RwLock<Vec<Board>>>,
+    boards_dir: RwLock<Option<PathBuf>>,
+    sources: Arc<RwLock<Vec<SourceStatus>>>,
 }
 
 impl Engine {
@@ -54,9 +59,20 @@ impl Engine {
             .register_schema(&connection.schema_name, schema.clone())
             .map_err(|e| JcsqlError::Config(e.to_string()))?;
         let meta = Arc::new(MemorySchemaProvider::new());
-        meta.register_table("tables".into(), Arc::new(tables_meta(connection.clone())))
-            .map_err(|e| JcsqlError::Config(e.to_string()))?;
+        let boards: Arc<RwLock<Vec<Board>>> = Arc::default();
+        let sources: Arc<RwLock<Vec<SourceStatus>>> = Arc::default();
+        let meta_tables = [
+            ("tables", tables_meta(connection.clone())),
+            ("boards", boards_meta(boards.clone())),
+            ("sources", sources_meta(sources.clone())),
+        ];
+        for (name, table) in meta_tables {
+            meta.register_table(name.into(), Arc::new(table)).map_err(|e| JcsqlError::Config(e.to_string()))?;
+        }
         catalog.register_schema(META_SCHEMA, meta).map_err(|e| JcsqlError::Config(e.to_string()))?;
+        catalog
+            .register_schema(boards::SCHEMA, Arc::new(MemorySchemaProvider::new()))
+            .map_err(|e| JcsqlError::Config(e.to_string()))?;
 
         for (name, sql, _) in VIEWS {
             let plan = ctx
@@ -66,7 +82,7 @@ impl Engine {
                 .map_err(|e| JcsqlError::Config(format!("view {name}: {e}")))?;
             schema.add_view(name, Arc::new(ViewTable::new(plan, Some(sql.to_string()))));
         }
-        Ok(Engine { ctx, connection })
+        Ok(Engine { ctx, connection, boards, boards_dir: RwLock::new(None), sources })
     }
 
     pub fn context(&self) -> &SessionContext {
@@ -75,6 +91,40 @@ impl Engine {
 
     pub fn connection(&self) -> &Arc<Connection> {
         &self.connection
+    }
+
+    /// Registers another tool's export (file or folder); a failure is recorded, not raised.
+    pub async fn add_source(&self, cfg: &SourceConfig) -> SourceStatus {
+        let status = sources::register(self, cfg).await;
+        if let Ok(mut list) = self.sources.write() {
+            list.retain(|s| s.name != cfg.name);
+            list.push(status.clone());
+        }
+        status
+    }
+
+    pub fn sources(&self) -> Vec<SourceStatus> {
+        self.sources.read().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// (Re)loads every board of `dir` as views `boards.NAME`.
+    pub async fn load_boards(&self, dir: &Path) -> Vec<Board> {
+        let loaded = boards::load_all(self, dir).await;
+        if let Ok(mut b) = self.boards.write() {
+            *b = loaded.clone();
+        }
+        if let Ok(mut d) = self.boards_dir.write() {
+            *d = Some(dir.to_path_buf());
+        }
+        loaded
+    }
+
+    pub fn boards(&self) -> Vec<Board> {
+        self.boards.read().map(|b| b.clone()).unwrap_or_default()
+    }
+
+    pub fn boards_dir(&self) -> Option<PathBuf> {
+        self.boards_dir.read().ok().and_then(|d| d.clone())
     }
 
     /// Runs one statement and collects its rows.
@@ -161,5 +211,53 @@ fn tables_meta(conn: Arc<Connection>) -> ComputedTable {
             Arc::new(description.finish()),
         ];
         Ok(RecordBatch::try_new(schema.clone(), cols)?)
+    })
+}
+
+fn text_columns(columns: Vec<(&str, Vec<Option<String>>)>) -> datafusion::error::Result<RecordBatch> {
+    let schema =
+        Arc::new(Schema::new(columns.iter().map(|(n, _)| Field::new(*n, DataType::Utf8, true)).collect::<Vec<_>>()));
+    let arrays: Vec<ArrayRef> = columns
+        .into_iter()
+        .map(|(_, v)| Arc::new(datafusion::arrow::array::StringArray::from(v)) as ArrayRef)
+        .collect();
+    Ok(RecordBatch::try_new(schema, arrays)?)
+}
+
+fn text_schema(names: &[&str]) -> SchemaRef {
+    Arc::new(Schema::new(names.iter().map(|n| Field::new(*n, DataType::Utf8, true)).collect::<Vec<_>>()))
+}
+
+/// `jcsql.boards`: each board, its title, the sources it reads (through other boards too) and its error.
+fn boards_meta(boards: Arc<RwLock<Vec<Board>>>) -> ComputedTable {
+    const COLUMNS: [&str; 7] = ["name", "title", "description", "sources", "tables", "error", "path"];
+    ComputedTable::new(text_schema(&COLUMNS), move || {
+        let all = boards.read().map(|b| b.clone()).unwrap_or_default();
+        let sources: Vec<Option<String>> =
+            all.iter().map(|b| Some(boards::sources_of(b, &all).into_iter().collect::<Vec<_>>().join(", "))).collect();
+        text_columns(vec![
+            ("name", all.iter().map(|b| Some(b.name.clone())).collect()),
+            ("title", all.iter().map(|b| b.title.clone()).collect()),
+            ("description", all.iter().map(|b| b.description.clone()).collect()),
+            ("sources", sources),
+            ("tables", all.iter().map(|b| Some(b.tables.join(", "))).collect()),
+            ("error", all.iter().map(|b| b.error.clone()).collect()),
+            ("path", all.iter().map(|b| Some(b.path.display().to_string())).collect()),
+        ])
+    })
+}
+
+/// `jcsql.sources`: the other tools' exports, their tables and any error reading them.
+fn sources_meta(sources: Arc<RwLock<Vec<SourceStatus>>>) -> ComputedTable {
+    const COLUMNS: [&str; 5] = ["name", "kind", "path", "tables", "error"];
+    ComputedTable::new(text_schema(&COLUMNS), move || {
+        let all = sources.read().map(|s| s.clone()).unwrap_or_default();
+        text_columns(vec![
+            ("name", all.iter().map(|s| Some(s.name.clone())).collect()),
+            ("kind", all.iter().map(|s| Some(s.kind.to_string())).collect()),
+            ("path", all.iter().map(|s| Some(s.path.display().to_string())).collect()),
+            ("tables", all.iter().map(|s| Some(s.tables.join(", "))).collect()),
+            ("error", all.iter().map(|s| s.error.clone()).collect()),
+        ])
     })
 }

@@ -4,6 +4,7 @@
 //! table providers ([`catalog`]) → DataFusion → the front ends ([`cli`]). [`Engine`] is the
 //! embeddable entry point.
 
+pub mod boards;
 pub mod cache;
 pub mod catalog;
 pub mod engine;
@@ -18,3 +19,5 @@ pub mod hints;
 pub mod output;
 pub mod progress;
 pub mod repl;
+pub mod sources;
+pub mod workspace;

@@ -36,6 +36,10 @@ pub const META_COMMANDS: &[(&str, &str, &str)] = &[
     (".timer", "on|off", "show time, rows and API requests after each statement"),
     (".refresh", "[TABLE]", "fetch a table now (every table when none is named)"),
     (".offline", "on|off", "answer from the cached snapshots only"),
+    (".boards", "", "the boards (saved queries), their sources and errors"),
+    (".save", "NAME [TITLE]", "save the last query as board NAME (view boards.NAME)"),
+    (".sources", "", "other tools' exports and their tables"),
+    (".fields", "TABLE", "what joins to TABLE: relations, and other tools' columns whose values match"),
     (".quit", "", "leave (also .exit, \\q, Ctrl-D)"),
 ];
 
@@ -437,6 +441,44 @@ impl<'a> Repl<'a> {
                         writeln!(self.err, "Error: unknown mode {m}; use table, line, csv, json, ndjson or markdown");
                 }
             },
+            (".boards", None) => {
+                self.execute("select name, title, sources, error from jcsql.boards order by name").await
+            }
+            (".sources", None) => {
+                self.execute("select name, kind, path, tables, error from jcsql.sources order by name").await
+            }
+            (".fields", Some(table)) => match crate::workspace::fields_batch(self.engine, table).await {
+                Ok(b) if b.num_rows() == 0 => {
+                    let _ = writeln!(
+                        self.err,
+                        "Nothing joins to {table} yet; `jcsql connect files NAME PATH` adds another tool's export."
+                    );
+                }
+                Ok(b) => self.print_batch(b),
+                Err(e) => {
+                    let _ = writeln!(self.err, "Error: {e}");
+                }
+            },
+            (".save", Some(board)) => {
+                let title: Vec<&str> = line.split_whitespace().skip(2).collect();
+                let title = (!title.is_empty()).then(|| title.join(" "));
+                let result = match (&self.last_query, self.engine.boards_dir()) {
+                    (None, _) => Err("no query to save yet: run one first, then `.save NAME`".to_string()),
+                    (_, None) => Err("no boards folder is set".to_string()),
+                    (Some(sql), Some(dir)) => {
+                        crate::workspace::save_board(self.engine, &dir, board, sql, title.as_deref())
+                            .await
+                            .map_err(|e| e.to_string())
+                    }
+                };
+                let _ = match result {
+                    Ok(path) => {
+                        writeln!(self.err, "saved board {board} in {} (query it as boards.{board})", path.display())
+                    }
+                    Err(e) => writeln!(self.err, "Error: {e}"),
+                };
+                self.refresh_words().await;
+            }
             (".timer", Some(v @ ("on" | "off"))) => self.timer = v == "on",
             (".offline", Some(v @ ("on" | "off"))) => {
                 let f = self.engine.connection().freshness();
@@ -509,7 +551,9 @@ pub async fn schema_batch(engine: &Engine, table: &str) -> Result<RecordBatch, S
         }
     })?;
     let schema = provider.schema();
-    let def = tables::table(table);
+    let def = if table.starts_with("jumpcloud.") { tables::table(table) } else { None };
+    // Other tools' tables: the primary field is found from the data.
+    let found_primary = if def.is_none() { crate::sources::primary_field(engine, table).await } else { None };
     let mut names = Vec::new();
     let mut types = Vec::new();
     let mut primary = Vec::new();
@@ -517,7 +561,8 @@ pub async fn schema_batch(engine: &Engine, table: &str) -> Result<RecordBatch, S
     for f in schema.fields() {
         names.push(f.name().clone());
         types.push(f.data_type().to_string());
-        primary.push(if f.metadata().get(PRIMARY_FIELD_KEY).is_some() { "primary".into() } else { String::new() });
+        let is_primary = f.metadata().get(PRIMARY_FIELD_KEY).is_some() || found_primary.as_deref() == Some(f.name());
+        primary.push(if is_primary { "primary".into() } else { String::new() });
         meaning.push(def.and_then(|d| d.column(f.name())).map(|c| c.description.to_string()).unwrap_or_default());
     }
     Ok(string_batch(&[("column", names), ("type", types), ("key", primary), ("description", meaning)]))

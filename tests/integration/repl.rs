@@ -54,18 +54,22 @@ async fn meta_commands_print_what_they_say() {
     .await;
     let org = t.sim.org();
     let expected_help = "\
-+-------------------------------------------+--------------------------------------------------------------------------+
-| command                                   | does                                                                     |
-+-------------------------------------------+--------------------------------------------------------------------------+
-| .help                                     | this text (also \\?)                                                      |
-| .tables                                   | list the tables (also \\d)                                                |
-| .schema TABLE                             | columns, types, primary field and meaning of each column (also \\d TABLE) |
-| .mode table|line|csv|json|ndjson|markdown | how results are printed                                                  |
-| .timer on|off                             | show time, rows and API requests after each statement                    |
-| .refresh [TABLE]                          | fetch a table now (every table when none is named)                       |
-| .offline on|off                           | answer from the cached snapshots only                                    |
-| .quit                                     | leave (also .exit, \\q, Ctrl-D)                                           |
-+-------------------------------------------+--------------------------------------------------------------------------+
++-------------------------------------------+-----------------------------------------------------------------------------+
+| command                                   | does                                                                        |
++-------------------------------------------+-----------------------------------------------------------------------------+
+| .help                                     | this text (also \\?)                                                         |
+| .tables                                   | list the tables (also \\d)                                                   |
+| .schema TABLE                             | columns, types, primary field and meaning of each column (also \\d TABLE)    |
+| .mode table|line|csv|json|ndjson|markdown | how results are printed                                                     |
+| .timer on|off                             | show time, rows and API requests after each statement                       |
+| .refresh [TABLE]                          | fetch a table now (every table when none is named)                          |
+| .offline on|off                           | answer from the cached snapshots only                                       |
+| .boards                                   | the boards (saved queries), their sources and errors                        |
+| .save NAME [TITLE]                        | save the last query as board NAME (view boards.NAME)                        |
+| .sources                                  | other tools' exports and their tables                                       |
+| .fields TABLE                             | what joins to TABLE: relations, and other tools' columns whose values match |
+| .quit                                     | leave (also .exit, \\q, Ctrl-D)                                              |
++-------------------------------------------+-----------------------------------------------------------------------------+
 Statements end with `;` and may span lines; Ctrl-C cancels a running statement.
 ";
     assert!(out.starts_with(expected_help), "{out}");

@@ -3,6 +3,7 @@
 //! its state, and has knobs for latency, 5xx failures, rate limiting and targeted faults.
 //! `jcsql demo`, `jcsql simulate`, the tests and the benchmark all run it.
 
+pub mod demo_data;
 pub mod org;
 
 use std::collections::HashMap;

@@ -1,0 +1,359 @@
+//! The user's other tools: a file (table `NAME` in the default schema, so `FROM hr` works) or a
+//! folder of files (schema `NAME`, one table per file) of CSV / JSON / NDJSON / Parquet exports.
+//! Files are read when queried, so they are always as fresh as the export.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::catalog::MemorySchemaProvider;
+use datafusion::common::TableReference;
+use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionContext};
+use serde::{Deserialize, Serialize};
+
+use crate::Engine;
+use crate::error::user_message;
+
+/// A source as stored in the config file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SourceConfig {
+    pub name: String,
+    pub path: PathBuf,
+}
+
+/// A registered source and what became of it, for `jcsql.sources`.
+#[derive(Debug, Clone)]
+pub struct SourceStatus {
+    pub name: String,
+    /// `file` or `folder`.
+    pub kind: &'static str,
+    pub path: PathBuf,
+    /// Qualified table names (`hr`, `inventory.laptops`).
+    pub tables: Vec<String>,
+    pub error: Option<String>,
+}
+
+/// Names that cannot be a source: they are schemas of jcsql's own.
+pub const RESERVED: &[&str] = &["jumpcloud", "jcsql", "boards", "public", "information_schema", "datafusion"];
+
+/// `Device Inventory.csv` → `device_inventory`.
+pub fn table_name_for(path: &Path) -> String {
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut out = String::new();
+    for c in stem.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('_') {
+            out.push('_');
+        }
+    }
+    let out = out.trim_matches('_').to_string();
+    if out.chars().next().is_some_and(|c| c.is_ascii_digit()) { format!("t_{out}") } else { out }
+}
+
+pub fn validate_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+        return Err(format!(
+            "{name:?} cannot name a source: use lowercase letters, digits and _ (e.g. hr or okta_export)"
+        ));
+    }
+    if RESERVED.contains(&name) {
+        return Err(format!("{name} is taken by jcsql itself; pick another name"));
+    }
+    Ok(())
+}
+
+fn is_data_file(p: &Path) -> bool {
+    matches!(
+        p.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref(),
+        Some("csv" | "json" | "ndjson" | "jsonl" | "parquet")
+    )
+}
+
+/// Registers one file as `table`, choosing the reader by extension (and, for `.json`, by
+/// whether the file is a JSON array or one object per line).
+async fn register_file(ctx: &SessionContext, table: TableReference, path: &Path) -> Result<(), String> {
+    let shown = path.display().to_string();
+    std::fs::metadata(path).map_err(|e| format!("cannot read {shown} ({e})"))?;
+    let location = path.to_string_lossy().into_owned();
+    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).unwrap_or_default();
+    let ext_with_dot = format!(".{}", path.extension().and_then(|e| e.to_str()).unwrap_or_default());
+    let result = match ext.as_str() {
+        "csv" => ctx.register_csv(table, &location, CsvReadOptions::new().file_extension(&ext_with_dot)).await,
+        "parquet" => {
+            ctx.register_parquet(table, &location, ParquetReadOptions::default().file_extension(&ext_with_dot)).await
+        }
+        "json" if starts_with_bracket(path) => return register_json_array(ctx, table, path),
+        "json" | "ndjson" | "jsonl" => {
+            let opts =
+                datafusion::datasource::file_format::options::JsonReadOptions::default().file_extension(&ext_with_dot);
+            ctx.register_json(table, &location, opts).await
+        }
+        _ => return Err(format!("{shown} is not a CSV, JSON, NDJSON or Parquet file")),
+    };
+    result.map_err(|e| format!("cannot read {shown}: {}", user_message(&e)))
+}
+
+/// A JSON array file (as most tools export), decoded into memory: DataFusion's own reader
+/// wants one object per line.
+fn register_json_array(ctx: &SessionContext, table: TableReference, path: &Path) -> Result<(), String> {
+    use datafusion::arrow::json::ReaderBuilder;
+    use datafusion::arrow::json::reader::infer_json_schema_from_iterator;
+    let shown = path.display();
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {shown} ({e})"))?;
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&text).map_err(|e| format!("{shown} is not valid JSON ({e})"))?;
+    if !rows.iter().all(serde_json::Value::is_object) {
+        return Err(format!("{shown} must be an array of objects, one per row"));
+    }
+    let schema = Arc::new(
+        infer_json_schema_from_iterator(rows.iter().map(Ok)).map_err(|e| format!("cannot read {shown}: {e}"))?,
+    );
+    let mut decoder =
+        ReaderBuilder::new(schema.clone()).build_decoder().map_err(|e| format!("cannot read {shown}: {e}"))?;
+    decoder.serialize(&rows).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let batch = decoder.flush().map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let table_data = datafusion::datasource::MemTable::try_new(schema, vec![batch.into_iter().collect()])
+        .map_err(|e| format!("cannot read {shown}: {e}"))?;
+    ctx.register_table(table, Arc::new(table_data)).map(|_| ()).map_err(|e| format!("cannot register {shown}: {e}"))
+}
+
+fn starts_with_bracket(path: &Path) -> bool {
+    let mut buf = [0u8; 256];
+    let n = std::fs::File::open(path).and_then(|mut f| f.read(&mut buf)).unwrap_or(0);
+    buf[..n].iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[')
+}
+
+/// Registers a source in the engine's session; failures are kept in the status, not raised,
+/// so one broken source never stops the others.
+pub async fn register(engine: &Engine, cfg: &SourceConfig) -> SourceStatus {
+    let mut status = SourceStatus {
+        name: cfg.name.clone(),
+        kind: if cfg.path.is_dir() { "folder" } else { "file" },
+        path: cfg.path.clone(),
+        tables: Vec::new(),
+        error: None,
+    };
+    if let Err(e) = validate_name(&cfg.name) {
+        status.error = Some(e);
+        return status;
+    }
+    let ctx = engine.context();
+    if cfg.path.is_dir() {
+        let mut files: Vec<PathBuf> = match std::fs::read_dir(&cfg.path) {
+            Ok(rd) => rd.flatten().map(|e| e.path()).filter(|p| p.is_file() && is_data_file(p)).collect(),
+            Err(e) => {
+                status.error = Some(format!("cannot read the folder {} ({e})", cfg.path.display()));
+                return status;
+            }
+        };
+        files.sort();
+        if let Some(catalog) = ctx.catalog("datafusion")
+            && catalog.schema(&cfg.name).is_none()
+        {
+            let _ = catalog.register_schema(&cfg.name, Arc::new(MemorySchemaProvider::new()));
+        }
+        let mut errors = Vec::new();
+        for f in files {
+            let table = table_name_for(&f);
+            match register_file(ctx, TableReference::partial(cfg.name.as_str(), table.as_str()), &f).await {
+                Ok(()) => status.tables.push(format!("{}.{table}", cfg.name)),
+                Err(e) => errors.push(e),
+            }
+        }
+        status.tables.sort();
+        if status.tables.is_empty() && errors.is_empty() {
+            errors.push(format!("{} holds no CSV, JSON, NDJSON or Parquet files", cfg.path.display()));
+        }
+        if !errors.is_empty() {
+            status.error = Some(errors.join("; "));
+        }
+    } else {
+        match register_file(ctx, TableReference::bare(cfg.name.as_str()), &cfg.path).await {
+            Ok(()) => status.tables.push(cfg.name.clone()),
+            Err(e) => status.error = Some(e),
+        }
+    }
+    status
+}
+
+/// Names that suggest a column identifies a row, best first.
+const KEY_HINTS: &[&str] = &["id", "email", "username", "user_name", "login", "serial", "hostname", "name"];
+
+fn key_rank(column: &str) -> usize {
+    let c = column.to_lowercase();
+    KEY_HINTS
+        .iter()
+        .position(|h| c == *h || c.ends_with(&format!("_{h}")) || c.starts_with(&format!("{h}_")) || c.contains(h))
+        .unwrap_or(KEY_HINTS.len())
+}
+
+fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// The primary field of a source's table: a unique, non-null column, preferring id-, email- and
+/// name-like columns. `None` when no column qualifies.
+pub async fn primary_field(engine: &Engine, table: &str) -> Option<String> {
+    let provider = engine.context().table_provider(table).await.ok()?;
+    let schema = provider.schema();
+    let mut columns: Vec<String> = schema
+        .fields()
+        .iter()
+        .filter(|f| {
+            !matches!(
+                f.data_type(),
+                datafusion::arrow::datatypes::DataType::Float32 | datafusion::arrow::datatypes::DataType::Float64
+            )
+        })
+        .map(|f| f.name().clone())
+        .collect();
+    columns.sort_by_key(|c| key_rank(c));
+    for c in columns {
+        let q = quote_ident(&c);
+        let sql =
+            format!("select count(*) = count({q}) and count({q}) = count(distinct {q}) and count(*) > 0 from {table}");
+        let unique = engine.sql(&sql).await.ok().and_then(|b| {
+            b.first().and_then(|b| {
+                b.column(0).as_any().downcast_ref::<datafusion::arrow::array::BooleanArray>().map(|a| a.value(0))
+            })
+        });
+        if unique == Some(true) {
+            return Some(c);
+        }
+    }
+    None
+}
+
+/// One way to join to a table: a known JumpCloud relation, or a column of another source whose
+/// values match one of the table's key columns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JoinableField {
+    pub column: String,
+    pub other_table: String,
+    pub other_column: String,
+    /// Share of the other column's distinct values found in `column` (NULL for relations).
+    pub match_rate: Option<f64>,
+    pub matched: Option<i64>,
+    pub kind: &'static str,
+}
+
+/// Relations JumpCloud defines: (table, column, other table, other column).
+const RELATIONS: &[(&str, &str, &str, &str)] = &[
+    ("users", "id", "jumpcloud.user_group_members", "user_id"),
+    ("users", "id", "jumpcloud.device_users", "user_id"),
+    ("users", "id", "jumpcloud.application_users", "user_id"),
+    ("users", "id", "jumpcloud.user_application_access", "user_id"),
+    ("users", "id", "jumpcloud.users", "manager_id"),
+    ("users", "id", "jumpcloud.devices", "primary_system_user_id"),
+    ("user_groups", "id", "jumpcloud.user_group_members", "group_id"),
+    ("user_groups", "id", "jumpcloud.application_user_groups", "group_id"),
+    ("devices", "id", "jumpcloud.device_users", "device_id"),
+    ("devices", "primary_system_user_id", "jumpcloud.users", "id"),
+    ("applications", "id", "jumpcloud.application_user_groups", "application_id"),
+    ("applications", "id", "jumpcloud.application_users", "application_id"),
+    ("applications", "id", "jumpcloud.user_application_access", "application_id"),
+    ("user_group_members", "user_id", "jumpcloud.users", "id"),
+    ("user_group_members", "group_id", "jumpcloud.user_groups", "id"),
+    ("device_users", "user_id", "jumpcloud.users", "id"),
+    ("device_users", "device_id", "jumpcloud.devices", "id"),
+    ("application_user_groups", "group_id", "jumpcloud.user_groups", "id"),
+    ("application_user_groups", "application_id", "jumpcloud.applications", "id"),
+    ("application_users", "user_id", "jumpcloud.users", "id"),
+    ("application_users", "application_id", "jumpcloud.applications", "id"),
+];
+
+/// Columns whose values identify people and machines across tools.
+const MATCHABLE: &[&str] = &[
+    "id",
+    "email",
+    "username",
+    "serial_number",
+    "hostname",
+    "display_name",
+    "employee_identifier",
+    "name",
+    "display_label",
+    "alternate_email",
+];
+
+/// `.fields TABLE`: the known relations of a JumpCloud table, then every column of the other
+/// sources whose values match one of TABLE's key columns (case-insensitively), best match first.
+pub async fn joinable_fields(
+    engine: &Engine,
+    table: &str,
+    sources: &[SourceStatus],
+) -> Result<Vec<JoinableField>, String> {
+    let ctx = engine.context();
+    let qualified = if ctx.table_provider(table).await.is_ok() {
+        table.to_string()
+    } else if ctx.table_provider(format!("jumpcloud.{table}")).await.is_ok() {
+        format!("jumpcloud.{table}")
+    } else {
+        return Err(format!("unknown table {table}; `.tables` lists the tables"));
+    };
+    let short = qualified.strip_prefix("jumpcloud.").unwrap_or(&qualified);
+    let mut out: Vec<JoinableField> = RELATIONS
+        .iter()
+        .filter(|(t, ..)| *t == short && qualified.starts_with("jumpcloud."))
+        .map(|(_, c, ot, oc)| JoinableField {
+            column: c.to_string(),
+            other_table: ot.to_string(),
+            other_column: oc.to_string(),
+            match_rate: None,
+            matched: None,
+            kind: "relation",
+        })
+        .collect();
+    let provider = ctx.table_provider(qualified.as_str()).await.map_err(|e| user_message(&e))?;
+    let schema = provider.schema();
+    let keys: Vec<String> = schema
+        .fields()
+        .iter()
+        .filter(|f| {
+            f.data_type() == &datafusion::arrow::datatypes::DataType::Utf8 && MATCHABLE.contains(&f.name().as_str())
+        })
+        .map(|f| f.name().clone())
+        .collect();
+    let mut matches = Vec::new();
+    for other in sources.iter().flat_map(|s| s.tables.iter()) {
+        if *other == qualified {
+            continue;
+        }
+        let Ok(p) = ctx.table_provider(other.as_str()).await else { continue };
+        for f in p.schema().fields() {
+            let oc = quote_ident(f.name());
+            for k in &keys {
+                let kq = quote_ident(k);
+                let sql = format!(
+                    "select count(*) as total, count(k.v) as matched from \
+                     (select distinct lower(cast({oc} as varchar)) as v from {other} where {oc} is not null) o \
+                     left join (select distinct lower({kq}) as v from {qualified} where {kq} is not null) k on o.v = k.v"
+                );
+                let Ok(batches) = engine.sql(&sql).await else { continue };
+                let Some(b) = batches.first() else { continue };
+                let ints = |i: usize| {
+                    b.column(i).as_any().downcast_ref::<datafusion::arrow::array::Int64Array>().map(|a| a.value(0))
+                };
+                if let (Some(total), Some(matched)) = (ints(0), ints(1))
+                    && matched > 0
+                    && total > 0
+                {
+                    matches.push(JoinableField {
+                        column: k.clone(),
+                        other_table: other.clone(),
+                        other_column: f.name().clone(),
+                        match_rate: Some(matched as f64 / total as f64),
+                        matched: Some(matched),
+                        kind: "values",
+                    });
+                }
+            }
+        }
+    }
+    matches.sort_by(|a, b| {
+        b.match_rate.partial_cmp(&a.match_rate).unwrap_or(std::cmp::Ordering::Equal).then(b.matched.cmp(&a.matched))
+    });
+    out.extend(matches);
+    Ok(out)
+}

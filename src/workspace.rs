@@ -1,0 +1,294 @@
+//! The user's workspace around the JumpCloud connection: boards and other tools' exports,
+//! and the shell commands that manage them (`board …`, `connect files`, `disconnect`, `fields`).
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+use crate::Engine;
+use crate::boards::{self, Board};
+use crate::cli::{EXIT_NOT_APPLIED, EXIT_OK, GlobalArgs, print_result};
+use crate::config::{Home, StoredConfig};
+use crate::error::JcsqlError;
+use crate::jumpcloud::simulator::Org;
+use crate::jumpcloud::simulator::demo_data::{hr_csv, inventory_json};
+use crate::output::Format;
+use crate::sources::{self, SourceConfig};
+
+/// The example boards, built into the binary so `jcsql demo` shows them anywhere.
+pub const EXAMPLE_BOARDS: &[(&str, &str)] = &[
+    ("apps_reachable_without_mfa", include_str!("../examples/boards/apps_reachable_without_mfa.sql")),
+    ("empty_groups", include_str!("../examples/boards/empty_groups.sql")),
+    ("hr_leavers_still_active", include_str!("../examples/boards/hr_leavers_still_active.sql")),
+    ("stale_devices", include_str!("../examples/boards/stale_devices.sql")),
+    ("stale_staged_users", include_str!("../examples/boards/stale_staged_users.sql")),
+    ("suspended_users_with_devices", include_str!("../examples/boards/suspended_users_with_devices.sql")),
+    ("unencrypted_devices", include_str!("../examples/boards/unencrypted_devices.sql")),
+    ("unenrolled_laptops", include_str!("../examples/boards/unenrolled_laptops.sql")),
+    ("users_in_no_group", include_str!("../examples/boards/users_in_no_group.sql")),
+    ("users_without_mfa", include_str!("../examples/boards/users_without_mfa.sql")),
+];
+
+/// Writes the example boards and the exports that join to `org` under `dir`, and returns the
+/// sources to register (`hr`, `inventory`).
+pub fn write_demo_workspace(dir: &Path, org: &Org) -> std::io::Result<Vec<SourceConfig>> {
+    let boards_dir = dir.join("boards");
+    let data = dir.join("data");
+    std::fs::create_dir_all(&boards_dir)?;
+    std::fs::create_dir_all(&data)?;
+    for (name, sql) in EXAMPLE_BOARDS {
+        std::fs::write(boards_dir.join(format!("{name}.sql")), sql)?;
+    }
+    std::fs::write(data.join("hr.csv"), hr_csv(org))?;
+    std::fs::write(data.join("inventory.json"), inventory_json(org))?;
+    Ok(vec![
+        SourceConfig { name: "hr".into(), path: data.join("hr.csv") },
+        SourceConfig { name: "inventory".into(), path: data.join("inventory.json") },
+    ])
+}
+
+/// Registers the sources and loads the boards; each failure is one warning line.
+pub async fn open(engine: &Engine, sources: &[SourceConfig], boards_dir: &Path, quiet: bool) {
+    for s in sources {
+        let status = engine.add_source(s).await;
+        if let Some(e) = status.error
+            && !quiet
+        {
+            eprintln!("warning: source {}: {e}", s.name);
+        }
+    }
+    for b in engine.load_boards(boards_dir).await {
+        if let Some(e) = &b.error
+            && !quiet
+        {
+            eprintln!("warning: board {}: {e}", b.name);
+        }
+    }
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum BoardCommand {
+    /// List the boards, their titles, sources and errors
+    List,
+    /// Print a board's SQL and its status
+    Show { name: String },
+    /// Run a board
+    Run { name: String },
+    /// Save SQL (argument, or standard input) as a board
+    Save {
+        name: String,
+        sql: Option<String>,
+        #[arg(long)]
+        title: Option<String>,
+    },
+    /// Delete a board (moved to boards/.deleted/ so it can be restored)
+    Delete { name: String },
+}
+
+fn find<'a>(all: &'a [Board], name: &str) -> Result<&'a Board, JcsqlError> {
+    let name = name.strip_prefix("boards.").unwrap_or(name);
+    all.iter().find(|b| b.name == name).ok_or_else(|| {
+        JcsqlError::Config(format!(
+            "no board named {name}; the boards are: {}",
+            all.iter().map(|b| b.name.as_str()).collect::<Vec<_>>().join(", ")
+        ))
+    })
+}
+
+fn output_format(g: &GlobalArgs) -> Format {
+    g.format.unwrap_or(if std::io::stdout().is_terminal() { Format::Table } else { Format::Csv })
+}
+
+pub async fn board_command(engine: &Engine, cmd: BoardCommand, g: &GlobalArgs) -> Result<u8, JcsqlError> {
+    let dir = engine.boards_dir().ok_or_else(|| JcsqlError::Config("no boards folder is set".into()))?;
+    let all = engine.boards();
+    match cmd {
+        BoardCommand::List => {
+            let (schema, batches) =
+                crate::cli::run_statement(engine, "select name, title, sources, error from jcsql.boards order by name")
+                    .await
+                    .map_err(|e| JcsqlError::Config(crate::error::user_message(&e)))?;
+            print_result(output_format(g), &schema, &batches, g.maxrows)?;
+        }
+        BoardCommand::Show { name } => {
+            let b = find(&all, &name)?;
+            print!("{}", b.sql);
+            if !b.sql.ends_with('\n') {
+                println!();
+            }
+            let sources = boards::sources_of(b, &all).into_iter().collect::<Vec<_>>().join(", ");
+            eprintln!(
+                "-- {} · reads {sources}{}",
+                b.path.display(),
+                b.error.as_ref().map(|e| format!(" · error: {e}")).unwrap_or_default()
+            );
+        }
+        BoardCommand::Run { name } => {
+            let b = find(&all, &name)?;
+            if let Some(e) = &b.error {
+                return Err(JcsqlError::Config(format!("board {}: {e}", b.name)));
+            }
+            let sql = format!("select * from boards.{}", b.name);
+            let (schema, batches) = crate::cli::run_statement(engine, &sql)
+                .await
+                .map_err(|e| JcsqlError::Config(crate::hints::explain(engine, &e)))?;
+            print_result(output_format(g), &schema, &batches, g.maxrows)?;
+        }
+        BoardCommand::Save { name, sql, title } => {
+            let sql = match sql {
+                Some(s) => s,
+                None => {
+                    let mut s = String::new();
+                    std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+                        .map_err(|e| JcsqlError::Config(format!("cannot read the SQL from standard input: {e}")))?;
+                    s
+                }
+            };
+            let path = save_board(engine, &dir, &name, &sql, title.as_deref()).await?;
+            eprintln!("saved board {name} in {}", path.display());
+        }
+        BoardCommand::Delete { name } => {
+            let b = find(&all, &name)?;
+            let to = boards::archive(&dir, std::slice::from_ref(&b.name)).map_err(JcsqlError::Config)?;
+            engine.load_boards(&dir).await;
+            eprintln!("deleted board {} (moved to {})", b.name, to.display());
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+/// Checks the query as a board (one read-only query, no action), then saves and reloads.
+pub async fn save_board(
+    engine: &Engine,
+    dir: &Path,
+    name: &str,
+    sql: &str,
+    title: Option<&str>,
+) -> Result<std::path::PathBuf, JcsqlError> {
+    boards::validate_name(name).map_err(JcsqlError::Config)?;
+    boards::plan(engine, sql).await.map_err(|e| JcsqlError::Config(format!("board {name} not saved: {e}")))?;
+    let path = boards::save(dir, name, sql, title).map_err(JcsqlError::Config)?;
+    let loaded = engine.load_boards(dir).await;
+    if let Some(e) = loaded.iter().find(|b| b.name == name).and_then(|b| b.error.clone()) {
+        return Err(JcsqlError::Config(format!("board {name} was saved but does not load: {e}")));
+    }
+    Ok(path)
+}
+
+/// `jcsql connect files NAME PATH`: registers the export now (so errors show at once) and
+/// stores it in the config file.
+pub async fn connect_files(engine: &Engine, home: &Home, name: &str, path: &Path) -> Result<u8, JcsqlError> {
+    sources::validate_name(name).map_err(JcsqlError::Config)?;
+    let path = std::fs::canonicalize(path)
+        .map_err(|e| JcsqlError::File { path: path.display().to_string(), reason: format!("cannot read it ({e})") })?;
+    let cfg = SourceConfig { name: name.to_string(), path };
+    let status = engine.add_source(&cfg).await;
+    if let Some(e) = status.error {
+        return Err(JcsqlError::Config(format!("source {name} not connected: {e}")));
+    }
+    let mut stored = StoredConfig::load(&home.config_file())?;
+    stored.sources.retain(|s| s.name != name);
+    stored.sources.push(cfg);
+    stored.save(&home.config_file())?;
+    let mut out = std::io::stdout().lock();
+    for t in &status.tables {
+        let primary = sources::primary_field(engine, t).await.unwrap_or_else(|| "none found".into());
+        let _ = writeln!(out, "{t} (primary field: {primary})");
+    }
+    Ok(EXIT_OK)
+}
+
+/// `jcsql disconnect NAME`: lists the boards that read the source, asks (or takes --yes), moves
+/// them to `boards/.deleted/<timestamp>/`, and forgets the source (for `jumpcloud`: the key and
+/// the cached snapshots).
+pub async fn disconnect(engine: &Engine, home: &Home, name: &str, g: &GlobalArgs) -> Result<u8, JcsqlError> {
+    let mut stored = StoredConfig::load(&home.config_file())?;
+    let is_jumpcloud = name == "jumpcloud";
+    if !is_jumpcloud && !stored.sources.iter().any(|s| s.name == name) {
+        let known: Vec<&str> = stored.sources.iter().map(|s| s.name.as_str()).chain(["jumpcloud"]).collect();
+        return Err(JcsqlError::Config(format!("no source named {name}; the sources are: {}", known.join(", "))));
+    }
+    let all = engine.boards();
+    let using: Vec<String> =
+        all.iter().filter(|b| boards::sources_of(b, &all).contains(name)).map(|b| b.name.clone()).collect();
+    let dir = engine.boards_dir().unwrap_or_else(|| home.boards_dir());
+    if using.is_empty() {
+        eprintln!("No board reads {name}.");
+    } else {
+        eprintln!(
+            "Disconnecting {name} deletes {} that read it: {} (moved to {}/.deleted/, so they can be restored).",
+            crate::cli::plural(using.len(), "board"),
+            using.join(", "),
+            dir.display()
+        );
+    }
+    if !g.yes {
+        if !std::io::stdin().is_terminal() {
+            eprintln!("Nothing was changed: run again with --yes to confirm.");
+            return Ok(EXIT_NOT_APPLIED);
+        }
+        eprint!("Disconnect {name}? [y/N] ");
+        let _ = std::io::stderr().flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().read_line(&mut answer);
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            eprintln!("Nothing was changed.");
+            return Ok(EXIT_NOT_APPLIED);
+        }
+    }
+    if !using.is_empty() {
+        let to = boards::archive(&dir, &using).map_err(JcsqlError::Config)?;
+        eprintln!("Moved {} to {}.", crate::cli::plural(using.len(), "board"), to.display());
+    }
+    if is_jumpcloud {
+        stored.jumpcloud = None;
+        let cache = crate::jumpcloud::cache_dir(&home.cache_dir, "jumpcloud");
+        if cache.exists()
+            && let Err(e) = std::fs::remove_dir_all(&cache)
+        {
+            eprintln!("warning: cannot remove {} ({e})", cache.display());
+        }
+    } else {
+        stored.sources.retain(|s| s.name != name);
+    }
+    stored.save(&home.config_file())?;
+    eprintln!("Disconnected {name}.");
+    Ok(EXIT_OK)
+}
+
+/// `.fields TABLE` / `jcsql fields TABLE` as a result table.
+pub async fn fields_batch(engine: &Engine, table: &str) -> Result<RecordBatch, JcsqlError> {
+    let found = sources::joinable_fields(engine, table, &engine.sources()).await.map_err(JcsqlError::Config)?;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("column", DataType::Utf8, false),
+        Field::new("joins", DataType::Utf8, false),
+        Field::new("match_rate", DataType::Float64, true),
+        Field::new("matched", DataType::Int64, true),
+        Field::new("kind", DataType::Utf8, false),
+    ]));
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(found.iter().map(|f| f.column.clone()).collect::<Vec<_>>())),
+        Arc::new(StringArray::from(
+            found.iter().map(|f| format!("{}.{}", f.other_table, f.other_column)).collect::<Vec<_>>(),
+        )),
+        Arc::new(Float64Array::from(
+            found.iter().map(|f| f.match_rate.map(|r| (r * 1000.0).round() / 1000.0)).collect::<Vec<_>>(),
+        )),
+        Arc::new(Int64Array::from(found.iter().map(|f| f.matched).collect::<Vec<_>>())),
+        Arc::new(StringArray::from(found.iter().map(|f| f.kind.to_string()).collect::<Vec<_>>())),
+    ];
+    RecordBatch::try_new(schema, cols).map_err(|e| JcsqlError::Config(e.to_string()))
+}
+
+pub async fn fields_command(engine: &Engine, table: &str, g: &GlobalArgs) -> Result<u8, JcsqlError> {
+    let batch = fields_batch(engine, table).await?;
+    if batch.num_rows() == 0 {
+        eprintln!("Nothing joins to {table} yet; `jcsql connect files NAME PATH` adds another tool's export.");
+        return Ok(EXIT_OK);
+    }
+    print_result(output_format(g), &batch.schema(), &[batch], g.maxrows)?;
+    Ok(EXIT_OK)
+}
