@@ -229,7 +229,7 @@ async fn bench(a: Args) {
                 jcsql::jumpcloud::client::ApiKey::new(sim.api_key()),
             )),
             cache_dir: Some(home.path().to_path_buf()),
-            freshness: Default::default(),
+            ..Default::default()
         })
         .await
         .expect("engine");

@@ -6,18 +6,14 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::datasource::ViewTable;
 use datafusion::execution::context::SQLOptions;
-use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::logical_expr::LogicalPlan;
 
 use crate::Engine;
 use crate::hints::explain;
 
 pub const SCHEMA: &str = "boards";
-
-/// Action functions: a board calling one is refused (boards are read-only).
-pub const ACTION_FUNCTIONS: &[&str] = &["create_user_group", "add_user_to_group", "remove_user_from_group"];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Board {
@@ -113,22 +109,7 @@ pub async fn plan(engine: &Engine, sql: &str) -> Result<(LogicalPlan, Vec<String
 }
 
 fn called_action(plan: &LogicalPlan) -> Option<String> {
-    let mut found = None;
-    let _ = plan.apply_with_subqueries(|node| {
-        for e in node.expressions() {
-            let _ = e.apply(|x| {
-                if let Expr::ScalarFunction(f) = x
-                    && ACTION_FUNCTIONS.contains(&f.name())
-                {
-                    found = Some(f.name().to_string());
-                    return Ok(TreeNodeRecursion::Stop);
-                }
-                Ok(TreeNodeRecursion::Continue)
-            });
-        }
-        Ok(if found.is_some() { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
-    });
-    found
+    crate::actions::called_actions(plan).into_iter().next()
 }
 
 /// The file line an error points at: sqlparser's `Line: N`, else the first line naming the

@@ -102,6 +102,11 @@ pub enum Command {
     },
     /// What can be joined to TABLE: relations, and other tools' columns whose values match
     Fields { table: String },
+    /// Show or change which actions may run
+    Permissions {
+        #[command(subcommand)]
+        change: Option<PermissionChange>,
+    },
     /// Run the JumpCloud simulator as a standalone server on 127.0.0.1
     Simulate {
         #[arg(long, default_value_t = 0)]
@@ -121,6 +126,14 @@ pub enum Command {
         #[arg(long)]
         rate_limit: Option<f64>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PermissionChange {
+    /// Allow an action (or turn read_only on)
+    Enable { action: String },
+    /// Refuse an action (or turn read_only off)
+    Disable { action: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -227,6 +240,10 @@ async fn dispatch(cli: Cli) -> Result<u8, JcsqlError> {
             let (engine, _) = engine_from_settings(&home, &g).await?;
             crate::workspace::board_command(&engine, command, &g).await
         }
+        Some(Command::Permissions { change }) => {
+            let home = Home::from_env()?;
+            permissions(&home, change, &g).await
+        }
         Some(Command::Fields { table }) => {
             let home = Home::from_env()?;
             let (engine, _) = engine_from_settings(&home, &g).await?;
@@ -275,9 +292,14 @@ impl Demo {
             client.max_in_flight = n;
         }
         let freshness = freshness_from(g, None)?;
-        let engine =
-            Engine::new(EngineOptions { client: Some(client), cache_dir: Some(dir.path().to_path_buf()), freshness })
-                .await?;
+        let engine = Engine::new(EngineOptions {
+            client: Some(client),
+            cache_dir: Some(dir.path().to_path_buf()),
+            freshness,
+            permissions: Default::default(),
+            audit_log: Some(dir.path().join("audit.jsonl")),
+        })
+        .await?;
         install_observer(&engine, g);
         // The example boards and the exports that join to this org, unless --boards points elsewhere.
         let sources = simulator
@@ -327,7 +349,14 @@ pub async fn engine_from_settings(home: &Home, g: &GlobalArgs) -> Result<(Engine
         c
     });
     let freshness = freshness_from(g, Some(&settings))?;
-    let engine = Engine::new(EngineOptions { client, cache_dir: Some(home.cache_dir.clone()), freshness }).await?;
+    let engine = Engine::new(EngineOptions {
+        client,
+        cache_dir: Some(home.cache_dir.clone()),
+        freshness,
+        permissions: stored.permissions.clone(),
+        audit_log: Some(home.audit_log()),
+    })
+    .await?;
     install_observer(&engine, g);
     let boards_dir = g.boards.clone().unwrap_or_else(|| home.boards_dir());
     crate::workspace::open(&engine, &stored.sources, &boards_dir, g.quiet).await;
@@ -354,16 +383,41 @@ async fn run_front_end(engine: &Engine, g: &GlobalArgs, home: &Home) -> Result<u
         return crate::repl::run(engine, g, home, format).await;
     }
     let engine_client_missing = engine.connection().client().is_none();
+    let mut failed_calls = false;
     for (origin, text) in scripts {
         let statements = split_statements(&text);
         let many = statements.len() > 1 || origin != "-c";
         for stmt in statements {
             let started = Instant::now();
             match run_statement(engine, &stmt.sql).await {
-                Ok((schema, batches)) => {
-                    print_result(format, &schema, &batches, g.maxrows)?;
+                Ok(done) if !done.planned.is_empty() => {
+                    // Actions: with --yes apply what the result shows; without, show it and stop.
+                    eprint!("{}", crate::actions::describe_plan(&done.planned));
+                    if !g.yes {
+                        print_result(format, &done.schema, &done.batches, g.maxrows)?;
+                        eprintln!(
+                            "Nothing was applied: run again with --yes to apply {}.",
+                            plural(done.planned.len(), "call")
+                        );
+                        return Ok(EXIT_NOT_APPLIED);
+                    }
+                    let results = engine.apply(&done.planned).await;
+                    let batch = crate::actions::results_batch(&results);
+                    print_result(format, &batch.schema(), &[batch], g.maxrows)?;
+                    if !g.quiet {
+                        eprintln!("Applied: {}", crate::actions::summarize(&results));
+                    }
+                    if results.iter().any(|r| r.status.starts_with("error")) {
+                        failed_calls = true;
+                    }
+                }
+                Ok(done) => {
+                    print_result(format, &done.schema, &done.batches, g.maxrows)?;
+                    if !done.called.is_empty() {
+                        eprintln!("The result shows no planned call, so nothing is applied.");
+                    }
                     if !g.quiet && format == Format::Table && std::io::stderr().is_terminal() {
-                        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+                        let rows: usize = done.batches.iter().map(RecordBatch::num_rows).sum();
                         eprintln!("{} in {:.3}s", plural(rows, "row"), started.elapsed().as_secs_f64());
                     }
                 }
@@ -382,6 +436,9 @@ async fn run_front_end(engine: &Engine, g: &GlobalArgs, home: &Home) -> Result<u
             }
         }
     }
+    if failed_calls {
+        return Ok(EXIT_ERROR);
+    }
     Ok(EXIT_OK)
 }
 
@@ -389,15 +446,12 @@ pub fn plural(n: usize, word: &str) -> String {
     if n == 1 { format!("1 {word}") } else { format!("{n} {word}s") }
 }
 
-/// Plans and runs one statement, returning its output schema and rows.
+/// Plans and runs one statement, returning its output schema and rows (and planned actions).
 pub async fn run_statement(
     engine: &Engine,
     sql: &str,
-) -> Result<(datafusion::arrow::datatypes::SchemaRef, Vec<RecordBatch>), datafusion::error::DataFusionError> {
-    let df = engine.context().sql(sql).await?;
-    let schema = Arc::new(df.schema().as_arrow().clone());
-    let batches = df.collect().await?;
-    Ok((schema, batches))
+) -> Result<crate::engine::Executed, datafusion::error::DataFusionError> {
+    engine.execute(sql).await
 }
 
 pub fn print_result(
@@ -621,4 +675,35 @@ async fn connect_jumpcloud(
     unsafe { std::env::remove_var("JUMPCLOUD_API_KEY") };
     let (engine, _) = engine_from_settings(home, g).await?;
     sync(&engine, &[], g).await
+}
+
+/// `jcsql permissions [enable|disable ACTION]`: changes the config file, then shows the table.
+async fn permissions(home: &Home, change: Option<PermissionChange>, g: &GlobalArgs) -> Result<u8, JcsqlError> {
+    let mut stored = StoredConfig::load(&home.config_file())?;
+    if let Some(change) = change {
+        let (action, enable) = match change {
+            PermissionChange::Enable { action } => (action, true),
+            PermissionChange::Disable { action } => (action, false),
+        };
+        let known: Vec<&str> = crate::actions::ACTIONS.iter().map(|(n, _, _)| *n).chain(["read_only"]).collect();
+        if !known.contains(&action.as_str()) {
+            return Err(JcsqlError::Config(format!("unknown action {action}; the actions are: {}", known.join(", "))));
+        }
+        let p = &mut stored.permissions;
+        if action == "read_only" {
+            p.read_only = enable;
+        } else if enable {
+            p.disabled.remove(&action);
+        } else {
+            p.disabled.insert(action);
+        }
+        stored.save(&home.config_file())?;
+    }
+    let engine = Engine::new(EngineOptions { permissions: stored.permissions.clone(), ..Default::default() }).await?;
+    let done = run_statement(&engine, "select action, enabled from jcsql.permissions")
+        .await
+        .map_err(|e| JcsqlError::Config(crate::error::user_message(&e)))?;
+    let format = g.format.unwrap_or(if std::io::stdout().is_terminal() { Format::Table } else { Format::Csv });
+    print_result(format, &done.schema, &done.batches, None)?;
+    Ok(EXIT_OK)
 }

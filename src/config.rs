@@ -39,6 +39,10 @@ impl Home {
         self.config_dir.join("history")
     }
 
+    pub fn audit_log(&self) -> PathBuf {
+        self.config_dir.join("audit.jsonl")
+    }
+
     pub fn boards_dir(&self) -> PathBuf {
         self.config_dir.join("boards")
     }
@@ -66,6 +70,9 @@ pub struct StoredConfig {
     /// Other tools' exports (`jcsql connect files NAME PATH`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sources: Vec<crate::sources::SourceConfig>,
+    /// Which actions may run (`jcsql permissions`).
+    #[serde(default)]
+    pub permissions: crate::actions::Permissions,
 }
 
 impl StoredConfig {

@@ -13,6 +13,7 @@ use datafusion::datasource::ViewTable;
 use datafusion::error::DataFusionError;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
+use crate::actions::{self, Actions, Call, CallResult, Permissions};
 use crate::boards::{self, Board};
 use crate::catalog::{ComputedTable, JumpCloudSchema};
 use crate::error::{JcsqlError, Result};
@@ -30,6 +31,19 @@ pub struct EngineOptions {
     /// Where snapshots are kept; `None` keeps them in memory only.
     pub cache_dir: Option<PathBuf>,
     pub freshness: Freshness,
+    pub permissions: Permissions,
+    /// Where applied actions are appended (JSON lines); `None` keeps no log.
+    pub audit_log: Option<PathBuf>,
+}
+
+/// What a statement produced: its rows, and the action calls its result shows as planned.
+pub struct Executed {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+    /// Actions the statement calls (even when no row shows a planned call).
+    pub called: std::collections::BTreeSet<String>,
+    /// The calls whose `planned #N` appears in the result, to apply after confirmation.
+    pub planned: Vec<(usize, Call)>,
 }
 
 pub struct Engine {
@@ -38,6 +52,7 @@ pub struct Engine {
     boards: Arc<RwLock<Vec<Board>>>,
     boards_dir: RwLock<Option<PathBuf>>,
     sources: Arc<RwLock<Vec<SourceStatus>>>,
+    actions: Arc<Actions>,
 }
 
 impl Engine {
@@ -59,12 +74,19 @@ impl Engine {
             .register_schema(&connection.schema_name, schema.clone())
             .map_err(|e| JcsqlError::Config(e.to_string()))?;
         let meta = Arc::new(MemorySchemaProvider::new());
+        let actions =
+            Arc::new(Actions::new(connection.clone(), options.permissions.clone(), options.audit_log.clone()));
+        for udf in actions.udfs() {
+            ctx.register_udf(udf);
+        }
         let boards: Arc<RwLock<Vec<Board>>> = Arc::default();
         let sources: Arc<RwLock<Vec<SourceStatus>>> = Arc::default();
         let meta_tables = [
             ("tables", tables_meta(connection.clone())),
             ("boards", boards_meta(boards.clone())),
             ("sources", sources_meta(sources.clone())),
+            ("action_log", action_log_meta(actions.clone())),
+            ("permissions", permissions_meta(actions.clone())),
         ];
         for (name, table) in meta_tables {
             meta.register_table(name.into(), Arc::new(table)).map_err(|e| JcsqlError::Config(e.to_string()))?;
@@ -82,7 +104,7 @@ impl Engine {
                 .map_err(|e| JcsqlError::Config(format!("view {name}: {e}")))?;
             schema.add_view(name, Arc::new(ViewTable::new(plan, Some(sql.to_string()))));
         }
-        Ok(Engine { ctx, connection, boards, boards_dir: RwLock::new(None), sources })
+        Ok(Engine { ctx, connection, boards, boards_dir: RwLock::new(None), sources, actions })
     }
 
     pub fn context(&self) -> &SessionContext {
@@ -125,6 +147,32 @@ impl Engine {
 
     pub fn boards_dir(&self) -> Option<PathBuf> {
         self.boards_dir.read().ok().and_then(|d| d.clone())
+    }
+
+    pub fn actions(&self) -> &Arc<Actions> {
+        &self.actions
+    }
+
+    /// Runs one statement. Action calls in it are planned, never applied: a disabled action is
+    /// refused before anything runs, and the calls the result shows come back in `planned`.
+    pub async fn execute(&self, sql: &str) -> std::result::Result<Executed, DataFusionError> {
+        self.actions.begin();
+        let df = self.ctx.sql(sql).await?;
+        let called = actions::called_actions(df.logical_plan());
+        let permissions = self.actions.permissions();
+        if let Some(refusal) = called.iter().find_map(|a| permissions.refusal(a)) {
+            return Err(JcsqlError::Config(refusal).into());
+        }
+        let schema = Arc::new(df.schema().as_arrow().clone());
+        let batches = df.collect().await?;
+        let planned =
+            if called.is_empty() { Vec::new() } else { self.actions.planned(&actions::planned_numbers(&batches)) };
+        Ok(Executed { schema, batches, called, planned })
+    }
+
+    /// Applies planned calls (after the user confirmed them).
+    pub async fn apply(&self, calls: &[(usize, Call)]) -> Vec<CallResult> {
+        self.actions.apply(calls).await
     }
 
     /// Runs one statement and collects its rows.
@@ -259,5 +307,56 @@ fn sources_meta(sources: Arc<RwLock<Vec<SourceStatus>>>) -> ComputedTable {
             ("tables", all.iter().map(|s| Some(s.tables.join(", "))).collect()),
             ("error", all.iter().map(|s| s.error.clone()).collect()),
         ])
+    })
+}
+
+/// `jcsql.action_log`: every applied call from the audit log.
+fn action_log_meta(actions: Arc<Actions>) -> ComputedTable {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("at", ts_type(), true),
+        Field::new("action", DataType::Utf8, false),
+        Field::new("inputs", DataType::Utf8, false),
+        Field::new("outcome", DataType::Utf8, false),
+        Field::new("http_status", DataType::Int64, true),
+    ]));
+    ComputedTable::new(schema.clone(), move || {
+        let entries = actions.read_audit();
+        let mut at = TimestampMicrosecondBuilder::with_capacity(entries.len()).with_timezone("UTC");
+        let mut status = Int64Builder::with_capacity(entries.len());
+        for e in &entries {
+            at.append_option(crate::jumpcloud::tables::parse_timestamp_us(&e.at));
+            status.append_option(e.http_status.map(i64::from));
+        }
+        let text = |f: &dyn Fn(&actions::AuditEntry) -> String| -> ArrayRef {
+            Arc::new(datafusion::arrow::array::StringArray::from(entries.iter().map(f).collect::<Vec<_>>()))
+        };
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(at.finish()),
+            text(&|e| e.action.clone()),
+            text(&|e| e.inputs.to_string()),
+            text(&|e| e.outcome.clone()),
+            Arc::new(status.finish()),
+        ];
+        Ok(RecordBatch::try_new(schema.clone(), cols)?)
+    })
+}
+
+/// `jcsql.permissions`: each action and whether it may run; `read_only` refuses them all.
+fn permissions_meta(actions: Arc<Actions>) -> ComputedTable {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("action", DataType::Utf8, false),
+        Field::new("enabled", DataType::Boolean, false),
+    ]));
+    ComputedTable::new(schema.clone(), move || {
+        let p = actions.permissions();
+        let mut names: Vec<String> = actions::ACTIONS.iter().map(|(n, _, _)| n.to_string()).collect();
+        let mut enabled: Vec<bool> = actions::ACTIONS.iter().map(|(n, _, _)| p.allows(n)).collect();
+        names.push("read_only".into());
+        enabled.push(p.read_only);
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(datafusion::arrow::array::StringArray::from(names)),
+            Arc::new(datafusion::arrow::array::BooleanArray::from(enabled)),
+        ];
+        Ok(RecordBatch::try_new(schema.clone(), cols)?)
     })
 }

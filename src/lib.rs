@@ -4,6 +4,7 @@
 //! table providers ([`catalog`]) → DataFusion → the front ends ([`cli`]). [`Engine`] is the
 //! embeddable entry point.
 
+pub mod actions;
 pub mod boards;
 pub mod cache;
 pub mod catalog;

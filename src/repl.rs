@@ -19,6 +19,7 @@ use rustyline::validate::Validator;
 use rustyline::{Context, Editor, Helper};
 
 use crate::Engine;
+use crate::actions::Call;
 use crate::cli::{GlobalArgs, plural, run_statement, split_statements, write_result};
 use crate::config::Home;
 use crate::error::JcsqlError;
@@ -40,6 +41,9 @@ pub const META_COMMANDS: &[(&str, &str, &str)] = &[
     (".save", "NAME [TITLE]", "save the last query as board NAME (view boards.NAME)"),
     (".sources", "", "other tools' exports and their tables"),
     (".fields", "TABLE", "what joins to TABLE: relations, and other tools' columns whose values match"),
+    (".actions", "", "the actions, their inputs, and whether each is enabled"),
+    (".action", "NAME", "run one action, asking for each input"),
+    (".permissions", "", "which actions may run (change with `jcsql permissions`)"),
     (".quit", "", "leave (also .exit, \\q, Ctrl-D)"),
 ];
 
@@ -327,7 +331,7 @@ impl<'a> Repl<'a> {
                 if keep_in_history(trimmed) {
                     reader.add_history(trimmed);
                 }
-                if !self.meta_command(trimmed).await {
+                if !self.meta_command(trimmed, reader).await {
                     break;
                 }
                 continue;
@@ -347,14 +351,16 @@ impl<'a> Repl<'a> {
                 reader.add_history(text.trim());
             }
             for stmt in split_statements(&text) {
-                self.execute(&stmt.sql).await;
+                let planned = self.execute(&stmt.sql).await;
+                self.confirm_and_apply(planned, reader).await;
             }
             self.refresh_words().await;
         }
         let _ = self.out.flush();
     }
 
-    pub async fn execute(&mut self, sql: &str) {
+    /// Runs a statement and prints its result; returns the action calls it planned.
+    pub async fn execute(&mut self, sql: &str) -> Vec<(usize, Call)> {
         let started = Instant::now();
         let requests_before = self.engine.connection().requests_made();
         let result = tokio::select! {
@@ -364,13 +370,16 @@ impl<'a> Repl<'a> {
         match result {
             None => {
                 let _ = writeln!(self.err, "cancelled");
+                Vec::new()
             }
-            Some(Ok((schema, batches))) => {
-                if let Err(e) = write_result(&mut self.out, self.format, &schema, &batches, self.maxrows, self.width) {
+            Some(Ok(done)) => {
+                if let Err(e) =
+                    write_result(&mut self.out, self.format, &done.schema, &done.batches, self.maxrows, self.width)
+                {
                     let _ = writeln!(self.err, "Error: {e}");
                 }
                 let _ = self.out.flush();
-                let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+                let rows: usize = done.batches.iter().map(RecordBatch::num_rows).sum();
                 let shown = self.maxrows.filter(|m| *m < rows && matches!(self.format, Format::Table | Format::Line));
                 let mut footer = format!("{} in {:.3}s", plural(rows, "row"), started.elapsed().as_secs_f64());
                 if let Some(m) = shown {
@@ -383,12 +392,63 @@ impl<'a> Repl<'a> {
                 if self.timer || matches!(self.format, Format::Table | Format::Line) {
                     let _ = writeln!(self.err, "{footer}");
                 }
+                if !done.called.is_empty() && done.planned.is_empty() {
+                    let _ = writeln!(self.err, "The result shows no planned call, so nothing is applied.");
+                }
                 self.last_query = Some(sql.to_string());
+                done.planned
             }
             Some(Err(e)) => {
                 let _ = writeln!(self.err, "Error: {}", explain(self.engine, &e));
+                Vec::new()
             }
         }
+    }
+
+    /// Shows a plan, asks, and applies it when the answer is yes.
+    async fn confirm_and_apply(&mut self, planned: Vec<(usize, Call)>, reader: &mut dyn LineReader) {
+        if planned.is_empty() {
+            return;
+        }
+        let _ = write!(self.err, "{}", crate::actions::describe_plan(&planned));
+        let _ = self.err.flush();
+        let question = format!("Apply {}? [y/N] ", plural(planned.len(), "call"));
+        let yes = match reader.read_line(&question) {
+            ReadResult::Line(a) => matches!(a.trim(), "y" | "Y" | "yes"),
+            _ => false,
+        };
+        if !yes {
+            let _ = writeln!(self.err, "Nothing was applied.");
+            return;
+        }
+        let results = self.engine.apply(&planned).await;
+        self.print_batch(crate::actions::results_batch(&results));
+        let _ = writeln!(self.err, "Applied: {}", crate::actions::summarize(&results));
+    }
+
+    /// `.action NAME`: asks for each input, then plans, confirms and applies the one call.
+    async fn prompted_action(&mut self, name: &str, reader: &mut dyn LineReader) {
+        let Some((action, inputs, _)) = crate::actions::ACTIONS.iter().find(|(n, _, _)| *n == name) else {
+            let names: Vec<&str> = crate::actions::ACTIONS.iter().map(|(n, _, _)| *n).collect();
+            let _ = writeln!(self.err, "Error: unknown action {name}; the actions are: {}", names.join(", "));
+            return;
+        };
+        let mut values = Vec::new();
+        for input in inputs.iter() {
+            let optional = input.ends_with("(optional)");
+            match reader.read_line(&format!("{input}: ")) {
+                ReadResult::Line(v) if !v.trim().is_empty() => values.push(v.trim().to_string()),
+                ReadResult::Line(_) if optional => {}
+                _ => {
+                    let _ = writeln!(self.err, "Nothing was planned.");
+                    return;
+                }
+            }
+        }
+        let args: Vec<String> = values.iter().map(|v| format!("'{}'", v.replace('\'', "''"))).collect();
+        let sql = format!("select {action}({}) as status", args.join(", "));
+        let planned = self.execute(&sql).await;
+        self.confirm_and_apply(planned, reader).await;
     }
 
     fn print_batch(&mut self, batch: RecordBatch) {
@@ -399,7 +459,7 @@ impl<'a> Repl<'a> {
     }
 
     /// Runs a meta-command; `false` means leave the REPL.
-    pub async fn meta_command(&mut self, line: &str) -> bool {
+    pub async fn meta_command(&mut self, line: &str, reader: &mut dyn LineReader) -> bool {
         let mut parts = line.trim_end_matches(';').split_whitespace();
         let cmd = parts.next().unwrap_or_default();
         let arg = parts.next();
@@ -422,11 +482,12 @@ impl<'a> Repl<'a> {
                 );
             }
             (".tables", _) => {
-                self.execute(
-                    "select table_schema as schema, table_name as name, lower(table_type) as type \
+                let _ = self
+                    .execute(
+                        "select table_schema as schema, table_name as name, lower(table_type) as type \
                      from information_schema.tables where table_schema <> 'information_schema' order by 1, 2",
-                )
-                .await
+                    )
+                    .await;
             }
             (".schema", Some(table)) => match schema_batch(self.engine, table).await {
                 Ok(b) => self.print_batch(b),
@@ -442,11 +503,25 @@ impl<'a> Repl<'a> {
                 }
             },
             (".boards", None) => {
-                self.execute("select name, title, sources, error from jcsql.boards order by name").await
+                let _ = self.execute("select name, title, sources, error from jcsql.boards order by name").await;
             }
             (".sources", None) => {
-                self.execute("select name, kind, path, tables, error from jcsql.sources order by name").await
+                let _ = self.execute("select name, kind, path, tables, error from jcsql.sources order by name").await;
             }
+            (".permissions", None) => {
+                let _ = self.execute("select action, enabled from jcsql.permissions").await;
+            }
+            (".actions", None) => {
+                let p = self.engine.actions().permissions();
+                let batch = string_batch(&[
+                    ("action", crate::actions::ACTIONS.iter().map(|(n, _, _)| n.to_string()).collect()),
+                    ("inputs", crate::actions::ACTIONS.iter().map(|(_, i, _)| i.join(", ")).collect()),
+                    ("enabled", crate::actions::ACTIONS.iter().map(|(n, _, _)| p.allows(n).to_string()).collect()),
+                    ("does", crate::actions::ACTIONS.iter().map(|(_, _, d)| d.to_string()).collect()),
+                ]);
+                self.print_batch(batch);
+            }
+            (".action", Some(name)) => self.prompted_action(name, reader).await,
             (".fields", Some(table)) => match crate::workspace::fields_batch(self.engine, table).await {
                 Ok(b) if b.num_rows() == 0 => {
                     let _ = writeln!(

@@ -107,11 +107,11 @@ pub async fn board_command(engine: &Engine, cmd: BoardCommand, g: &GlobalArgs) -
     let all = engine.boards();
     match cmd {
         BoardCommand::List => {
-            let (schema, batches) =
+            let done =
                 crate::cli::run_statement(engine, "select name, title, sources, error from jcsql.boards order by name")
                     .await
                     .map_err(|e| JcsqlError::Config(crate::error::user_message(&e)))?;
-            print_result(output_format(g), &schema, &batches, g.maxrows)?;
+            print_result(output_format(g), &done.schema, &done.batches, g.maxrows)?;
         }
         BoardCommand::Show { name } => {
             let b = find(&all, &name)?;
@@ -132,10 +132,10 @@ pub async fn board_command(engine: &Engine, cmd: BoardCommand, g: &GlobalArgs) -
                 return Err(JcsqlError::Config(format!("board {}: {e}", b.name)));
             }
             let sql = format!("select * from boards.{}", b.name);
-            let (schema, batches) = crate::cli::run_statement(engine, &sql)
+            let done = crate::cli::run_statement(engine, &sql)
                 .await
                 .map_err(|e| JcsqlError::Config(crate::hints::explain(engine, &e)))?;
-            print_result(output_format(g), &schema, &batches, g.maxrows)?;
+            print_result(output_format(g), &done.schema, &done.batches, g.maxrows)?;
         }
         BoardCommand::Save { name, sql, title } => {
             let sql = match sql {

@@ -27,6 +27,7 @@ async fn engine(sim: &Simulator, dir: &std::path::Path, max_age: Duration) -> (E
         client: Some(fast_client(sim.base_url(), sim.api_key())),
         cache_dir: Some(dir.to_path_buf()),
         freshness: Freshness { max_age, offline: false },
+        ..Default::default()
     })
     .await
     .expect("engine");
@@ -68,6 +69,7 @@ async fn a_restart_answers_from_disk_without_a_request() {
         client: Some(fast_client(sim.base_url(), sim.api_key())),
         cache_dir: Some(dir.path().to_path_buf()),
         freshness: Freshness { max_age: DAY, offline: true },
+        ..Default::default()
     })
     .await
     .expect("engine");

@@ -37,9 +37,14 @@ pub async fn start_with(cfg: SimulatorConfig, tweak: impl FnOnce(&mut ClientConf
 }
 
 pub async fn engine_for(client: ClientConfig, cache: PathBuf) -> Engine {
-    Engine::new(EngineOptions { client: Some(client), cache_dir: Some(cache), freshness: Default::default() })
-        .await
-        .expect("engine starts")
+    Engine::new(EngineOptions {
+        client: Some(client),
+        cache_dir: Some(cache),
+        freshness: Default::default(),
+        ..Default::default()
+    })
+    .await
+    .expect("engine starts")
 }
 
 pub async fn query(engine: &Engine, sql: &str) -> Vec<RecordBatch> {

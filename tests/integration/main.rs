@@ -1,5 +1,6 @@
 //! The one integration test binary (every file in tests/ would link DataFusion again).
 
+mod actions;
 mod boards;
 mod cache;
 mod cli;

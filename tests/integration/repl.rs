@@ -68,6 +68,9 @@ async fn meta_commands_print_what_they_say() {
 | .save NAME [TITLE]                        | save the last query as board NAME (view boards.NAME)                        |
 | .sources                                  | other tools' exports and their tables                                       |
 | .fields TABLE                             | what joins to TABLE: relations, and other tools' columns whose values match |
+| .actions                                  | the actions, their inputs, and whether each is enabled                      |
+| .action NAME                              | run one action, asking for each input                                       |
+| .permissions                              | which actions may run (change with `jcsql permissions`)                     |
 | .quit                                     | leave (also .exit, \\q, Ctrl-D)                                              |
 +-------------------------------------------+-----------------------------------------------------------------------------+
 Statements end with `;` and may span lines; Ctrl-C cancels a running statement.
