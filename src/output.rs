@@ -3,6 +3,7 @@
 use datafusion::arrow::array::{Array, RecordBatch};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::error::ArrowError;
+use datafusion::arrow::json::writer::{JsonArray, JsonFormat, LineDelimited, Writer};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use unicode_width::UnicodeWidthStr;
 
@@ -40,28 +41,23 @@ pub fn render(format: Format, schema: &SchemaRef, batches: &[RecordBatch]) -> Re
             Ok(String::from_utf8_lossy(&buf).into_owned())
         }
         Format::Json => {
-            let mut buf = Vec::new();
-            {
-                let mut w = datafusion::arrow::json::ArrayWriter::new(&mut buf);
-                let refs: Vec<&RecordBatch> = batches.iter().collect();
-                w.write_batches(&refs)?;
-                w.finish()?;
-            }
-            let s = String::from_utf8_lossy(&buf).into_owned();
+            let s = json_text::<JsonArray>(batches)?;
             Ok(if s.is_empty() { "[]\n".into() } else { s + "\n" })
         }
-        Format::Ndjson => {
-            let mut buf = Vec::new();
-            {
-                let mut w = datafusion::arrow::json::LineDelimitedWriter::new(&mut buf);
-                let refs: Vec<&RecordBatch> = batches.iter().collect();
-                w.write_batches(&refs)?;
-                w.finish()?;
-            }
-            Ok(String::from_utf8_lossy(&buf).into_owned())
-        }
+        Format::Ndjson => json_text::<LineDelimited>(batches),
         Format::Markdown => markdown(schema, batches),
     }
+}
+
+fn json_text<F: JsonFormat>(batches: &[RecordBatch]) -> Result<String, ArrowError> {
+    let mut buf = Vec::new();
+    {
+        let mut w = Writer::<_, F>::new(&mut buf);
+        let refs: Vec<&RecordBatch> = batches.iter().collect();
+        w.write_batches(&refs)?;
+        w.finish()?;
+    }
+    Ok(String::from_utf8_lossy(&buf).into_owned())
 }
 
 fn markdown(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<String, ArrowError> {

@@ -236,7 +236,7 @@ impl Connection {
         let start = Instant::now();
         let name = def.name;
         let (records, parents, expected, bytes, requests) = match &def.source {
-            Source::V1List { path } => {
+            Source::V1List { path } | Source::V2List { path } => {
                 observer.started(name, None, "rows");
                 let progress = |rows: u64, total: Option<u64>| {
                     if let Some(t) = total {
@@ -244,18 +244,10 @@ impl Connection {
                     }
                     observer.advance(name, rows);
                 };
-                let l = client.list_v1(path, &progress).await?;
-                (l.records, Vec::new(), l.expected, l.bytes, l.requests)
-            }
-            Source::V2List { path } => {
-                observer.started(name, None, "rows");
-                let progress = |rows: u64, total: Option<u64>| {
-                    if let Some(t) = total {
-                        observer.set_total(name, t);
-                    }
-                    observer.advance(name, rows);
+                let l = match &def.source {
+                    Source::V1List { .. } => client.list_v1(path, &progress).await?,
+                    _ => client.list_v2(path, &[], &progress).await?,
                 };
-                let l = client.list_v2(path, &[], &progress).await?;
                 (l.records, Vec::new(), l.expected, l.bytes, l.requests)
             }
             Source::PerParent { parent, path, query } => {

@@ -184,3 +184,27 @@ async fn the_demo_answers_the_readme_query() {
     assert_eq!(lines[0], "email,name");
     assert!(lines[1..].iter().all(|l| l.contains("@acme.example,")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_datafusion_internal_error_is_one_line_not_a_crash() {
+    // DataFusion 55 fails this shape with an internal schema error (see the DataFusion notes).
+    let t = start(20).await;
+    let err = t
+        .engine
+        .sql("with c as (select mfa_configured is true as x from jumpcloud.users) select sum(case when x then 1 else 0 end) from c")
+        .await
+        .expect_err("DataFusion 55 rejects it");
+    let msg = jcsql::error::user_message(&err);
+    assert!(
+        msg.starts_with("the query engine hit an internal error (Physical input schema should be the same"),
+        "{msg}"
+    );
+    assert!(msg.ends_with("rewriting the query usually avoids it (e.g. move a CASE inside the aggregate)"), "{msg}");
+    assert!(!msg.contains('\n'));
+    // The rewrite the message suggests works.
+    let n = t.sim.org().users.iter().filter(|u| u.mfa.configured).count();
+    assert_eq!(
+        count(&t.engine, "select sum(case when mfa_configured is true then 1 else 0 end) from jumpcloud.users").await,
+        n as i64
+    );
+}

@@ -414,17 +414,25 @@ fn edge(id: &str, kind: &str, attributes: Value) -> Value {
     json!({"attributes": attributes, "to": {"attributes": null, "id": id, "type": kind}})
 }
 
-fn bad_id(id: &str) -> Response {
-    error(StatusCode::BAD_REQUEST, &format!("Bad Request: invalid object id \"{id}\""))
+/// JumpCloud's 400 for an id that is not an ObjectId.
+fn invalid_id(id: &str) -> Option<Response> {
+    (!is_object_id(id)).then(|| error(StatusCode::BAD_REQUEST, &format!("Bad Request: invalid object id \"{id}\"")))
+}
+
+/// The index of the object `id` names: 400 for a malformed id, 404 for an unknown one.
+#[allow(clippy::result_large_err)]
+fn find(index: &HashMap<String, usize>, id: &str) -> Result<usize, Response> {
+    if let Some(r) = invalid_id(id) {
+        return Err(r);
+    }
+    index.get(id).copied().ok_or_else(|| error(StatusCode::NOT_FOUND, "Not Found"))
 }
 
 async fn group_members(State(s): State<Arc<Shared>>, Path(id): Path<String>, Query(p): Query<Paging>) -> Response {
-    if !is_object_id(&id) {
-        return bad_id(&id);
-    }
     let org = read_org(&s);
-    let Some(&g) = org.group_index.get(&id) else {
-        return error(StatusCode::NOT_FOUND, "Not Found");
+    let g = match find(&org.group_index, &id) {
+        Ok(i) => i,
+        Err(r) => return r,
     };
     let items = org.group_members[g].iter().map(|&u| edge(&org.users[u].id, "user", Value::Null)).collect();
     v2_page(items, &p)
@@ -442,12 +450,10 @@ async fn device_associations(
     Path(id): Path<String>,
     Query(p): Query<Paging>,
 ) -> Response {
-    if !is_object_id(&id) {
-        return bad_id(&id);
-    }
     let org = read_org(&s);
-    let Some(&d) = org.device_index.get(&id) else {
-        return error(StatusCode::NOT_FOUND, "Not Found");
+    let d = match find(&org.device_index, &id) {
+        Ok(i) => i,
+        Err(r) => return r,
     };
     let items = match p.targets.as_deref() {
         Some("user") => org.device_users[d]
@@ -473,12 +479,10 @@ async fn application_associations(
     Path(id): Path<String>,
     Query(p): Query<Paging>,
 ) -> Response {
-    if !is_object_id(&id) {
-        return bad_id(&id);
-    }
     let org = read_org(&s);
-    let Some(&a) = org.app_index.get(&id) else {
-        return error(StatusCode::NOT_FOUND, "Not Found");
+    let a = match find(&org.app_index, &id) {
+        Ok(i) => i,
+        Err(r) => return r,
     };
     let items = match p.targets.as_deref() {
         Some("user") => org.app_users[a].iter().map(|&u| edge(&org.users[u].id, "user", Value::Null)).collect(),
@@ -515,8 +519,8 @@ async fn create_group(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> 
 }
 
 async fn change_member(State(s): State<Arc<Shared>>, Path(id): Path<String>, body: axum::body::Bytes) -> Response {
-    if !is_object_id(&id) {
-        return bad_id(&id);
+    if let Some(r) = invalid_id(&id) {
+        return r;
     }
     let v = match body_json(&body) {
         Ok(v) => v,
