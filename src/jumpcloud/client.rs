@@ -72,15 +72,22 @@ impl ClientConfig {
     }
 }
 
-/// What a list fetch returned.
-#[derive(Debug, Default)]
-pub struct Listing {
-    pub records: Vec<Value>,
+/// What a list fetch returned: its pages, each already converted by the caller.
+#[derive(Debug)]
+pub struct Listing<B> {
+    /// In server order.
+    pub pages: Vec<B>,
     /// The server's count (`totalCount` or `x-total-count`); `None` when it sent none.
     pub expected: Option<u64>,
     /// HTTP requests made, retries included.
     pub requests: u64,
     pub bytes: u64,
+}
+
+impl<B> Default for Listing<B> {
+    fn default() -> Self {
+        Listing { pages: Vec::new(), expected: None, requests: 0, bytes: 0 }
+    }
 }
 
 /// One decoded page.
@@ -91,13 +98,8 @@ struct PageOf {
     attempts: u64,
 }
 
-impl Listing {
-    fn add(&mut self, p: PageOf) {
-        self.requests += p.attempts;
-        self.bytes += p.bytes;
-        self.records.extend(p.records);
-    }
-}
+/// Turns a page's records into what the caller keeps, so decoded JSON never outlives its page.
+pub type PageConverter<'a, B> = &'a (dyn Fn(Vec<Value>) -> Result<B> + Send + Sync);
 
 /// Counters shared by every request of a connection.
 #[derive(Debug, Default)]
@@ -329,44 +331,66 @@ impl JumpCloudClient {
 
     /// Every record of a v1 list (`{totalCount, results}`), sorted by `_id` for stable paging;
     /// the pages after the first are fetched concurrently once the count is known.
-    pub async fn list_v1(&self, path: &str, on_page: PageCallback<'_>) -> Result<Listing> {
-        self.list(on_page, |skip| self.v1_page(path, skip, PAGE_SIZE)).await
+    pub async fn list_v1<B: Send>(
+        &self,
+        path: &str,
+        on_page: PageCallback<'_>,
+        convert: PageConverter<'_, B>,
+    ) -> Result<Listing<B>> {
+        self.list(on_page, convert, |skip| self.v1_page(path, skip, PAGE_SIZE)).await
     }
 
     /// Every record of a v2 list (JSON array, count in `x-total-count`).
-    pub async fn list_v2(&self, path: &str, query: &[(&str, &str)], on_page: PageCallback<'_>) -> Result<Listing> {
-        self.list(on_page, |skip| self.v2_page(path, query, skip, PAGE_SIZE)).await
+    pub async fn list_v2<B: Send>(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        on_page: PageCallback<'_>,
+        convert: PageConverter<'_, B>,
+    ) -> Result<Listing<B>> {
+        self.list(on_page, convert, |skip| self.v2_page(path, query, skip, PAGE_SIZE)).await
     }
 
-    async fn list<'a, F, Fut>(&'a self, on_page: PageCallback<'_>, page: F) -> Result<Listing>
+    async fn list<'a, B: Send, F, Fut>(
+        &'a self,
+        on_page: PageCallback<'_>,
+        convert: PageConverter<'_, B>,
+        page: F,
+    ) -> Result<Listing<B>>
     where
         F: Fn(u64) -> Fut,
         Fut: Future<Output = Result<PageOf>> + 'a,
     {
         let first = page(0).await?;
-        on_page(first.records.len() as u64, first.total);
         let first_len = first.records.len() as u64;
         let total = first.total;
-        let mut listing =
-            Listing { expected: total, requests: first.attempts, bytes: first.bytes, records: first.records };
+        on_page(first_len, total);
+        let mut listing = Listing {
+            pages: vec![convert(first.records)?],
+            expected: total,
+            requests: first.attempts,
+            bytes: first.bytes,
+        };
         match total {
             Some(total) if total > first_len && first_len > 0 => {
                 let skips: Vec<u64> = (1..total.div_ceil(PAGE_SIZE)).map(|i| i * PAGE_SIZE).collect();
-                let mut pages: Vec<(u64, PageOf)> = stream::iter(skips)
+                let mut pages: Vec<(u64, B, u64, u64)> = stream::iter(skips)
                     .map(|skip| {
                         let fut = page(skip);
                         async move {
                             let p = fut.await?;
                             on_page(p.records.len() as u64, p.total);
-                            Ok::<_, JcsqlError>((skip, p))
+                            Ok::<_, JcsqlError>((skip, convert(p.records)?, p.attempts, p.bytes))
                         }
                     })
                     .buffer_unordered(self.cfg.max_in_flight.max(1))
                     .try_collect()
                     .await?;
-                pages.sort_by_key(|(skip, _)| *skip);
-                for (_, p) in pages {
-                    listing.add(p);
+                pages.sort_by_key(|(skip, ..)| *skip);
+                for (_, b, attempts, bytes) in pages {
+                    listing.requests += attempts;
+                    listing.bytes += bytes;
+                    listing.pages.push(b);
                 }
             }
             Some(_) => {}
@@ -376,10 +400,12 @@ impl JumpCloudClient {
                 let mut skip = first_len;
                 while last == PAGE_SIZE {
                     let p = page(skip).await?;
-                    on_page(p.records.len() as u64, None);
                     last = p.records.len() as u64;
+                    on_page(last, None);
                     skip += last;
-                    listing.add(p);
+                    listing.requests += p.attempts;
+                    listing.bytes += p.bytes;
+                    listing.pages.push(convert(p.records)?);
                 }
             }
         }

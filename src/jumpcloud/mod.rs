@@ -11,14 +11,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use datafusion::arrow::array::{Array, RecordBatch, StringArray};
+use datafusion::arrow::array::{Array, BooleanArray, RecordBatch, StringArray};
+use datafusion::arrow::compute::{concat_batches, filter_record_batch};
+use datafusion::arrow::datatypes::SchemaRef;
 use futures::{StreamExt, TryStreamExt, stream};
 use serde_json::Value;
 
 use crate::cache::{CachedTable, Snapshot, SnapshotMeta, schema_fingerprint};
 use crate::error::{JcsqlError, Result};
 use client::{JumpCloudClient, Listing};
-use tables::{Source, TableDef};
+use tables::Source;
 
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 
@@ -228,14 +230,23 @@ impl Connection {
         Ok(snapshot.batches)
     }
 
-    /// Fetches every record of `table` (or of the given parents) and builds its snapshot.
+    /// Fetches every record of `table` (or of the given parents) and builds its snapshot. Each
+    /// page becomes Arrow as soon as it arrives; rows seen on an earlier page are dropped.
     async fn fetch(&self, table: &CachedTable, only_parents: Option<&[String]>) -> Result<(Snapshot, RefreshSummary)> {
         let client = self.client.as_ref().ok_or(JcsqlError::NotConnected)?;
         let def = table.def;
         let observer = self.observer();
         let start = Instant::now();
+        let fetched_at_us = now_us();
         let name = def.name;
-        let (records, parents, expected, bytes, requests) = match &def.source {
+        let to_page = |parent: Option<&str>, records: Vec<Value>| -> Result<PageRows> {
+            let keys = records.iter().map(|r| def.record_key(parent, r)).collect();
+            let parents = vec![parent.unwrap_or_default(); if parent.is_some() { records.len() } else { 0 }];
+            let batch =
+                def.to_batch(&records, &parents, fetched_at_us).map_err(|e| JcsqlError::Cache(e.to_string()))?;
+            Ok(PageRows { keys, batch })
+        };
+        let (pages, expected, bytes, requests) = match &def.source {
             Source::V1List { path } | Source::V2List { path } => {
                 observer.started(name, None, "rows");
                 let progress = |rows: u64, total: Option<u64>| {
@@ -244,11 +255,12 @@ impl Connection {
                     }
                     observer.advance(name, rows);
                 };
+                let convert = |records: Vec<Value>| to_page(None, records);
                 let l = match &def.source {
-                    Source::V1List { .. } => client.list_v1(path, &progress).await?,
-                    _ => client.list_v2(path, &[], &progress).await?,
+                    Source::V1List { .. } => client.list_v1(path, &progress, &convert).await?,
+                    _ => client.list_v2(path, &[], &progress, &convert).await?,
                 };
-                (l.records, Vec::new(), l.expected, l.bytes, l.requests)
+                (l.pages, l.expected, l.bytes, l.requests)
             }
             Source::PerParent { parent, path, query } => {
                 let parent_ids = match only_parents {
@@ -260,53 +272,47 @@ impl Connection {
                     }
                 };
                 observer.started(name, Some(parent_ids.len() as u64), "parents");
-                let listings: Vec<(String, Listing)> = stream::iter(parent_ids)
+                let to_page = &to_page;
+                let listings: Vec<Listing<PageRows>> = stream::iter(parent_ids)
                     .map(|id| {
                         let url = path.replace("{id}", &id);
                         let observer = observer.clone();
                         async move {
-                            let l = match client.list_v2(&url, query, &|_, _| {}).await {
+                            let convert = |records: Vec<Value>| to_page(Some(id.as_str()), records);
+                            let l = match client.list_v2(&url, query, &|_, _| {}, &convert).await {
                                 Ok(l) => l,
                                 // The parent went away (or never existed): it has no children.
-                                Err(JcsqlError::Http { status: 404 | 400, .. }) => Listing::default(),
+                                Err(JcsqlError::Http { status: 404 | 400, .. }) => {
+                                    Listing { requests: 1, ..Default::default() }
+                                }
                                 Err(e) => return Err(e),
                             };
                             observer.advance(name, 1);
-                            Ok::<_, JcsqlError>((id, l))
+                            Ok::<_, JcsqlError>(l)
                         }
                     })
                     .buffer_unordered(client.config().max_in_flight.max(1) * 2)
                     .try_collect()
                     .await?;
-                let mut records = Vec::new();
-                let mut parents = Vec::new();
+                let mut pages = Vec::new();
                 let mut expected = Some(0u64);
-                let mut bytes = 0;
-                let mut requests = 0;
-                for (id, l) in listings {
-                    requests += l.requests;
-                    expected = match (expected, l.expected) {
-                        (Some(a), Some(b)) => Some(a + b),
-                        (Some(a), None) => Some(a + l.records.len() as u64),
-                        _ => None,
-                    };
+                let (mut bytes, mut requests) = (0, 0);
+                for l in listings {
+                    let rows: u64 = l.pages.iter().map(|p| p.keys.len() as u64).sum();
+                    expected = expected.map(|e| e + l.expected.unwrap_or(rows));
                     bytes += l.bytes;
-                    for r in l.records {
-                        parents.push(id.clone());
-                        records.push(r);
-                    }
+                    requests += l.requests;
+                    pages.extend(l.pages);
                 }
-                (records, parents, expected, bytes, requests)
+                (pages, expected, bytes, requests)
             }
         };
         self.requests.fetch_add(requests, Ordering::Relaxed);
-        let (records, parents) = dedupe(def, records, parents);
-        let rows = records.len() as u64;
+        let batches = dedupe_and_merge(&def.schema(), pages)?;
+        let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
         if let Some(expected) = expected.filter(|e| rows < *e) {
             return Err(JcsqlError::Incomplete { table: format!("{}.{}", self.schema_name, name), rows, expected });
         }
-        let fetched_at_us = now_us();
-        let batches = to_batches(def, &records, &parents, fetched_at_us)?;
         let duration = start.elapsed();
         let meta = SnapshotMeta {
             fetched_at_us,
@@ -370,34 +376,41 @@ fn ids_of(batches: &[RecordBatch]) -> Vec<String> {
     ids
 }
 
-/// Drops records seen twice (a record can move between pages while paging).
-fn dedupe(def: &TableDef, records: Vec<Value>, parents: Vec<String>) -> (Vec<Value>, Vec<String>) {
-    let mut seen = HashSet::with_capacity(records.len());
-    let mut out = Vec::with_capacity(records.len());
-    let mut out_parents = Vec::with_capacity(parents.len());
-    let has_parents = !parents.is_empty();
-    for (i, r) in records.into_iter().enumerate() {
-        let parent = parents.get(i).map(String::as_str);
-        if seen.insert(def.record_key(parent, &r)) {
-            out.push(r);
-            if has_parents {
-                out_parents.push(parents[i].clone());
-            }
-        }
-    }
-    (out, out_parents)
+/// One page as Arrow, with the identity of each row.
+struct PageRows {
+    keys: Vec<String>,
+    batch: RecordBatch,
 }
 
 const BATCH_ROWS: usize = 8192;
 
-fn to_batches(def: &TableDef, records: &[Value], parents: &[String], fetched_at_us: i64) -> Result<Vec<RecordBatch>> {
-    let mut batches = Vec::new();
-    for (i, chunk) in records.chunks(BATCH_ROWS).enumerate() {
-        let start = i * BATCH_ROWS;
-        let ps: Vec<&str> = parents.iter().skip(start).take(chunk.len()).map(String::as_str).collect();
-        batches.push(def.to_batch(chunk, &ps, fetched_at_us).map_err(|e| JcsqlError::Cache(e.to_string()))?);
+/// Drops rows seen on an earlier page (a record can move between pages while paging) and merges
+/// the small page batches into batches of about [`BATCH_ROWS`].
+fn dedupe_and_merge(schema: &SchemaRef, pages: Vec<PageRows>) -> Result<Vec<RecordBatch>> {
+    let fail = |e: datafusion::arrow::error::ArrowError| JcsqlError::Cache(e.to_string());
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    let mut pending: Vec<RecordBatch> = Vec::new();
+    let mut pending_rows = 0;
+    for page in pages {
+        let keep: Vec<bool> = page.keys.into_iter().map(|k| seen.insert(k)).collect();
+        let batch = if keep.iter().all(|k| *k) {
+            page.batch
+        } else {
+            filter_record_batch(&page.batch, &BooleanArray::from(keep)).map_err(fail)?
+        };
+        pending_rows += batch.num_rows();
+        pending.push(batch);
+        if pending_rows >= BATCH_ROWS {
+            out.push(concat_batches(schema, &pending).map_err(fail)?);
+            pending.clear();
+            pending_rows = 0;
+        }
     }
-    Ok(batches)
+    if pending_rows > 0 {
+        out.push(concat_batches(schema, &pending).map_err(fail)?);
+    }
+    Ok(out)
 }
 
 /// Where a connection's snapshots live under `$JCSQL_HOME`.

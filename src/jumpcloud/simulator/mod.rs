@@ -377,13 +377,13 @@ fn v1_page<T: Serialize>(items: &[T], p: &Paging) -> Response {
     }
 }
 
-fn v2_page(items: Vec<Value>, p: &Paging) -> Response {
+/// A v2 page: only the requested slice is serialized, with the total in `x-total-count`.
+fn v2_page<T: Serialize>(total: usize, items: impl Iterator<Item = T>, p: &Paging) -> Response {
     match paging(p) {
         Err(r) => r,
         Ok((limit, skip)) => {
-            let total = items.len();
-            let page: Vec<Value> = items.into_iter().skip(skip).take(limit).collect();
-            json_response(StatusCode::OK, Value::Array(page).to_string(), Some(total))
+            let page: Vec<T> = items.skip(skip).take(limit).collect();
+            json_response(StatusCode::OK, serde_json::to_string(&page).unwrap_or_else(|_| "[]".into()), Some(total))
         }
     }
 }
@@ -405,8 +405,8 @@ async fn list_applications(State(s): State<Arc<Shared>>, Query(p): Query<Paging>
 }
 
 async fn list_groups(State(s): State<Arc<Shared>>, Query(p): Query<Paging>) -> Response {
-    let items: Vec<Value> = read_org(&s).groups.iter().filter_map(|g| serde_json::to_value(g).ok()).collect();
-    v2_page(items, &p)
+    let org = read_org(&s);
+    v2_page(org.groups.len(), org.groups.iter(), &p)
 }
 
 /// A `GraphConnection` edge as `/members` and `/associations` return it.
@@ -434,8 +434,8 @@ async fn group_members(State(s): State<Arc<Shared>>, Path(id): Path<String>, Que
         Ok(i) => i,
         Err(r) => return r,
     };
-    let items = org.group_members[g].iter().map(|&u| edge(&org.users[u].id, "user", Value::Null)).collect();
-    v2_page(items, &p)
+    let members = &org.group_members[g];
+    v2_page(members.len(), members.iter().map(|&u| edge(&org.users[u].id, "user", Value::Null)), &p)
 }
 
 fn targets_error(allowed: &str) -> Response {
@@ -455,23 +455,21 @@ async fn device_associations(
         Ok(i) => i,
         Err(r) => return r,
     };
-    let items = match p.targets.as_deref() {
-        Some("user") => org.device_users[d]
-            .iter()
-            .map(|(u, sudo)| {
+    match p.targets.as_deref() {
+        Some("user") => {
+            let bound = &org.device_users[d];
+            let edges = bound.iter().map(|(u, sudo)| {
                 let attrs = match sudo {
-                    Some((enabled, without)) => {
-                        json!({"sudo": {"enabled": enabled, "withoutPassword": without}})
-                    }
+                    Some((enabled, without)) => json!({"sudo": {"enabled": enabled, "withoutPassword": without}}),
                     None => Value::Null,
                 };
                 edge(&org.users[*u].id, "user", attrs)
-            })
-            .collect(),
-        Some("command" | "policy" | "policy_group" | "user_group") => vec![],
-        _ => return targets_error("command, policy, policy_group, user, user_group"),
-    };
-    v2_page(items, &p)
+            });
+            v2_page(bound.len(), edges, &p)
+        }
+        Some("command" | "policy" | "policy_group" | "user_group") => v2_page(0, std::iter::empty::<Value>(), &p),
+        _ => targets_error("command, policy, policy_group, user, user_group"),
+    }
 }
 
 async fn application_associations(
@@ -484,14 +482,17 @@ async fn application_associations(
         Ok(i) => i,
         Err(r) => return r,
     };
-    let items = match p.targets.as_deref() {
-        Some("user") => org.app_users[a].iter().map(|&u| edge(&org.users[u].id, "user", Value::Null)).collect(),
-        Some("user_group") => {
-            org.app_groups[a].iter().map(|&g| edge(&org.groups[g].id, "user_group", Value::Null)).collect()
+    match p.targets.as_deref() {
+        Some("user") => {
+            let users = &org.app_users[a];
+            v2_page(users.len(), users.iter().map(|&u| edge(&org.users[u].id, "user", Value::Null)), &p)
         }
-        _ => return targets_error("user, user_group"),
-    };
-    v2_page(items, &p)
+        Some("user_group") => {
+            let groups = &org.app_groups[a];
+            v2_page(groups.len(), groups.iter().map(|&g| edge(&org.groups[g].id, "user_group", Value::Null)), &p)
+        }
+        _ => targets_error("user, user_group"),
+    }
 }
 
 #[allow(clippy::result_large_err)]
