@@ -233,6 +233,11 @@ async fn bench(a: Args) {
         })
         .await
         .expect("engine");
+        // The exports the example boards join, made for this org.
+        let sources = jcsql::workspace::write_demo_workspace(home.path(), &org).expect("demo exports");
+        for s in &sources {
+            engine.add_source(s).await;
+        }
         for f in files {
             let sql = std::fs::read_to_string(&f).unwrap_or_default();
             let name = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();

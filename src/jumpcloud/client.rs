@@ -300,7 +300,7 @@ impl JumpCloudClient {
     async fn v1_page(&self, path: &str, skip: u64, limit: u64) -> Result<PageOf> {
         let query = [("limit", limit.to_string()), ("skip", skip.to_string()), ("sort", "_id".to_string())];
         let page = self.get(false, path, &query).await?;
-        let decoded: V1Page = serde_json::from_slice(&page.body)
+        let decoded: V1Page = off_the_reactor(|| serde_json::from_slice(&page.body))
             .map_err(|e| JcsqlError::Decode { what: format!("GET /api{path}"), reason: e.to_string() })?;
         let results = decoded.results.ok_or_else(|| JcsqlError::Decode {
             what: format!("GET /api{path}"),
@@ -319,7 +319,7 @@ impl JumpCloudClient {
         query.push(("limit", limit.to_string()));
         query.push(("skip", skip.to_string()));
         let page = self.get(true, path, &query).await?;
-        let records: Vec<Value> = serde_json::from_slice(&page.body)
+        let records: Vec<Value> = off_the_reactor(|| serde_json::from_slice(&page.body))
             .map_err(|e| JcsqlError::Decode { what: format!("GET /api/v2{path}"), reason: e.to_string() })?;
         Ok(PageOf { records, total: page.total, bytes: page.body.len() as u64, attempts: page.attempts })
     }
@@ -366,7 +366,7 @@ impl JumpCloudClient {
         let total = first.total;
         on_page(first_len, total);
         let mut listing = Listing {
-            pages: vec![convert(first.records)?],
+            pages: vec![off_the_reactor(|| convert(first.records))?],
             expected: total,
             requests: first.attempts,
             bytes: first.bytes,
@@ -380,7 +380,7 @@ impl JumpCloudClient {
                         async move {
                             let p = fut.await?;
                             on_page(p.records.len() as u64, p.total);
-                            Ok::<_, JcsqlError>((skip, convert(p.records)?, p.attempts, p.bytes))
+                            Ok::<_, JcsqlError>((skip, off_the_reactor(|| convert(p.records))?, p.attempts, p.bytes))
                         }
                     })
                     .buffer_unordered(self.cfg.max_in_flight.max(1))
@@ -405,7 +405,7 @@ impl JumpCloudClient {
                     skip += last;
                     listing.requests += p.attempts;
                     listing.bytes += p.bytes;
-                    listing.pages.push(convert(p.records)?);
+                    listing.pages.push(off_the_reactor(|| convert(p.records))?);
                 }
             }
         }
@@ -444,6 +444,17 @@ impl JumpCloudClient {
             body: serde_json::from_slice(&bytes).ok(),
             message: error_message(status, &bytes),
         })
+    }
+}
+
+/// Runs CPU-heavy work (decoding a page, building its Arrow batch) so that it does not stall the
+/// async workers: on a multi-thread runtime the worker hands its other tasks to another thread
+/// first, so requests keep being issued while pages are decoded.
+fn off_the_reactor<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 

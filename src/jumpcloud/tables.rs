@@ -63,11 +63,30 @@ pub struct Column {
     pub path: &'static str,
     pub kind: Kind,
     pub description: &'static str,
+    /// `path` split once, since it is followed for every row.
+    first: Vec<&'static str>,
+    rest: Vec<&'static str>,
 }
 
 impl Column {
     fn new(path: &'static str, kind: Kind, description: &'static str) -> Self {
-        Column { name: column_name(path, kind), path, kind, description }
+        let mut parts = path.split('.');
+        let first = parts.next().unwrap_or_default().split('|').collect();
+        let rest = parts.collect();
+        Column { name: column_name(path, kind), path, kind, description, first, rest }
+    }
+
+    /// The value this column takes from a record (the first present alternative wins).
+    pub fn value<'a>(&self, record: &'a Value) -> Option<&'a Value> {
+        let mut cur = self
+            .first
+            .iter()
+            .find_map(|alt| record.get(alt).filter(|v| !v.is_null()))
+            .or_else(|| self.first.iter().find_map(|alt| record.get(alt)))?;
+        for p in &self.rest {
+            cur = cur.get(p)?;
+        }
+        Some(cur)
     }
 
     fn named(mut self, name: &str) -> Self {
@@ -168,7 +187,7 @@ impl TableDef {
         for col in self.key {
             if let Some(c) = self.column(col) {
                 key.push('\u{1f}');
-                if let Some(v) = lookup(record, c.path) {
+                if let Some(v) = c.value(record) {
                     key.push_str(&scalar_text(v));
                 }
             }
@@ -196,7 +215,7 @@ fn build_column(c: &Column, records: &[Value], parents: &[&str], fetched_at_us: 
         Kind::Text | Kind::Reference => {
             let mut b = StringBuilder::with_capacity(n, n * 16);
             for r in records {
-                match lookup(r, c.path) {
+                match c.value(r) {
                     None | Some(Value::Null) => b.append_null(),
                     Some(Value::String(s)) => b.append_value(s),
                     Some(Value::Object(o)) if c.kind == Kind::Reference => {
@@ -223,7 +242,7 @@ fn build_column(c: &Column, records: &[Value], parents: &[&str], fetched_at_us: 
         Kind::Json => {
             let mut b = StringBuilder::with_capacity(n, n * 16);
             for r in records {
-                match lookup(r, c.path) {
+                match c.value(r) {
                     None | Some(Value::Null) => b.append_null(),
                     Some(v) => b.append_value(redacted_json(v)),
                 }
@@ -233,7 +252,7 @@ fn build_column(c: &Column, records: &[Value], parents: &[&str], fetched_at_us: 
         Kind::Bool => {
             let mut b = BooleanBuilder::with_capacity(n);
             for r in records {
-                b.append_option(lookup(r, c.path).and_then(|v| match v {
+                b.append_option(c.value(r).and_then(|v| match v {
                     Value::Bool(x) => Some(*x),
                     Value::String(s) => s.parse().ok(),
                     _ => None,
@@ -244,7 +263,7 @@ fn build_column(c: &Column, records: &[Value], parents: &[&str], fetched_at_us: 
         Kind::Int => {
             let mut b = Int64Builder::with_capacity(n);
             for r in records {
-                b.append_option(lookup(r, c.path).and_then(|v| match v {
+                b.append_option(c.value(r).and_then(|v| match v {
                     Value::Number(x) => x.as_i64().or_else(|| x.as_f64().map(|f| f as i64)),
                     Value::String(s) => s.trim().parse().ok(),
                     _ => None,
@@ -255,7 +274,7 @@ fn build_column(c: &Column, records: &[Value], parents: &[&str], fetched_at_us: 
         Kind::Timestamp => {
             let mut b = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
             for r in records {
-                b.append_option(lookup(r, c.path).and_then(|v| match v {
+                b.append_option(c.value(r).and_then(|v| match v {
                     Value::String(s) => parse_timestamp_us(s),
                     Value::Number(ms) => ms.as_i64().map(|ms| ms * 1000),
                     _ => None,
@@ -271,20 +290,6 @@ fn build_column(c: &Column, records: &[Value], parents: &[&str], fetched_at_us: 
             Arc::new(b.finish())
         }
     }
-}
-
-/// Follows a dotted path; the first segment may offer `|`-separated alternatives.
-pub fn lookup<'a>(record: &'a Value, path: &str) -> Option<&'a Value> {
-    let mut parts = path.split('.');
-    let first = parts.next()?;
-    let mut cur = first
-        .split('|')
-        .find_map(|alt| record.get(alt).filter(|v| !v.is_null()))
-        .or_else(|| first.split('|').find_map(|alt| record.get(alt)))?;
-    for p in parts {
-        cur = cur.get(p)?;
-    }
-    Some(cur)
 }
 
 fn scalar_text(v: &Value) -> String {
