@@ -377,12 +377,18 @@ fn v1_page<T: Serialize>(items: &[T], p: &Paging) -> Response {
     }
 }
 
-/// A v2 page: only the requested slice is serialized, with the total in `x-total-count`.
-fn v2_page<T: Serialize>(total: usize, items: impl Iterator<Item = T>, p: &Paging) -> Response {
+/// A v2 page: only the requested slice is converted and serialized (skipping comes first, so a
+/// late page of a large group costs no more than the first), with the total in `x-total-count`.
+fn v2_page<I, T: Serialize>(
+    total: usize,
+    items: impl Iterator<Item = I>,
+    to_json: impl Fn(I) -> T,
+    p: &Paging,
+) -> Response {
     match paging(p) {
         Err(r) => r,
         Ok((limit, skip)) => {
-            let page: Vec<T> = items.skip(skip).take(limit).collect();
+            let page: Vec<T> = items.skip(skip).take(limit).map(to_json).collect();
             json_response(StatusCode::OK, serde_json::to_string(&page).unwrap_or_else(|_| "[]".into()), Some(total))
         }
     }
@@ -406,7 +412,7 @@ async fn list_applications(State(s): State<Arc<Shared>>, Query(p): Query<Paging>
 
 async fn list_groups(State(s): State<Arc<Shared>>, Query(p): Query<Paging>) -> Response {
     let org = read_org(&s);
-    v2_page(org.groups.len(), org.groups.iter(), &p)
+    v2_page(org.groups.len(), org.groups.iter(), |g| g, &p)
 }
 
 /// A `GraphConnection` edge as `/members` and `/associations` return it.
@@ -435,7 +441,7 @@ async fn group_members(State(s): State<Arc<Shared>>, Path(id): Path<String>, Que
         Err(r) => return r,
     };
     let members = &org.group_members[g];
-    v2_page(members.len(), members.iter().map(|&u| edge(&org.users[u].id, "user", Value::Null)), &p)
+    v2_page(members.len(), members.iter(), |&u| edge(&org.users[u].id, "user", Value::Null), &p)
 }
 
 fn targets_error(allowed: &str) -> Response {
@@ -458,16 +464,18 @@ async fn device_associations(
     match p.targets.as_deref() {
         Some("user") => {
             let bound = &org.device_users[d];
-            let edges = bound.iter().map(|(u, sudo)| {
+            let to_edge = |(u, sudo): &(usize, org::Sudo)| {
                 let attrs = match sudo {
                     Some((enabled, without)) => json!({"sudo": {"enabled": enabled, "withoutPassword": without}}),
                     None => Value::Null,
                 };
                 edge(&org.users[*u].id, "user", attrs)
-            });
-            v2_page(bound.len(), edges, &p)
+            };
+            v2_page(bound.len(), bound.iter(), to_edge, &p)
         }
-        Some("command" | "policy" | "policy_group" | "user_group") => v2_page(0, std::iter::empty::<Value>(), &p),
+        Some("command" | "policy" | "policy_group" | "user_group") => {
+            v2_page(0, std::iter::empty::<Value>(), |v| v, &p)
+        }
         _ => targets_error("command, policy, policy_group, user, user_group"),
     }
 }
@@ -485,11 +493,11 @@ async fn application_associations(
     match p.targets.as_deref() {
         Some("user") => {
             let users = &org.app_users[a];
-            v2_page(users.len(), users.iter().map(|&u| edge(&org.users[u].id, "user", Value::Null)), &p)
+            v2_page(users.len(), users.iter(), |&u| edge(&org.users[u].id, "user", Value::Null), &p)
         }
         Some("user_group") => {
             let groups = &org.app_groups[a];
-            v2_page(groups.len(), groups.iter().map(|&g| edge(&org.groups[g].id, "user_group", Value::Null)), &p)
+            v2_page(groups.len(), groups.iter(), |&g| edge(&org.groups[g].id, "user_group", Value::Null), &p)
         }
         _ => targets_error("user, user_group"),
     }
