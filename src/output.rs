@@ -65,24 +65,16 @@ fn markdown(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<String, Arrow
     let names: Vec<String> = schema.fields().iter().map(|f| escape(f.name())).collect();
     let mut out =
         format!("| {} |\n|{}|\n", names.join(" | "), names.iter().map(|_| "---").collect::<Vec<_>>().join("|"));
-    let opts = format_options();
-    for b in batches {
-        let fmts = b
-            .columns()
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref() as &dyn Array, &opts))
-            .collect::<Result<Vec<_>, _>>()?;
-        for row in 0..b.num_rows() {
-            let cells: Vec<String> = fmts.iter().map(|f| escape(&f.value(row).to_string())).collect();
-            out.push_str(&format!("| {} |\n", cells.join(" | ")));
-        }
+    for row in cells(batches, "")? {
+        let row: Vec<String> = row.iter().map(|c| escape(c)).collect();
+        out.push_str(&format!("| {} |\n", row.join(" | ")));
     }
     Ok(out)
 }
 
-/// Formatted cells of every row; NULL shown as `NULL`, line breaks shown as `\n`.
-fn cells(batches: &[RecordBatch]) -> Result<Vec<Vec<String>>, ArrowError> {
-    let opts = format_options().with_null("NULL");
+/// Formatted cells of every row, NULL shown as `null`.
+fn cells(batches: &[RecordBatch], null: &str) -> Result<Vec<Vec<String>>, ArrowError> {
+    let opts = format_options().with_null(null);
     let mut rows = Vec::new();
     for b in batches {
         let fmts = b
@@ -91,10 +83,18 @@ fn cells(batches: &[RecordBatch]) -> Result<Vec<Vec<String>>, ArrowError> {
             .map(|c| ArrayFormatter::try_new(c.as_ref() as &dyn Array, &opts))
             .collect::<Result<Vec<_>, _>>()?;
         for row in 0..b.num_rows() {
-            rows.push(fmts.iter().map(|f| f.value(row).to_string().replace('\n', "\\n")).collect());
+            rows.push(fmts.iter().map(|f| f.value(row).to_string()).collect());
         }
     }
     Ok(rows)
+}
+
+/// Cells for table and line output: NULL as `NULL`, line breaks shown as `\n`.
+fn display_cells(batches: &[RecordBatch]) -> Result<Vec<Vec<String>>, ArrowError> {
+    Ok(cells(batches, "NULL")?
+        .into_iter()
+        .map(|row| row.into_iter().map(|c| c.replace('\n', "\\n")).collect())
+        .collect())
 }
 
 /// Cuts `s` to `width` display columns, ending in `…` when something was cut.
@@ -124,7 +124,7 @@ pub fn render_table(
     max_width: Option<usize>,
 ) -> Result<String, ArrowError> {
     let headers: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
-    let rows = cells(batches)?;
+    let rows = display_cells(batches)?;
     let mut widths: Vec<usize> = headers.iter().map(|h| h.width()).collect();
     for r in &rows {
         for (i, c) in r.iter().enumerate() {
@@ -170,7 +170,7 @@ fn render_lines(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<String, A
     let names: Vec<&String> = schema.fields().iter().map(|f| f.name()).collect();
     let pad = names.iter().map(|n| n.width()).max().unwrap_or(0);
     let mut out = String::new();
-    for (i, r) in cells(batches)?.iter().enumerate() {
+    for (i, r) in display_cells(batches)?.iter().enumerate() {
         if i > 0 {
             out.push('\n');
         }
