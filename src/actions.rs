@@ -442,7 +442,7 @@ impl Actions {
             out.push(
                 table
                     .def
-                    .to_batch(std::slice::from_ref(group), &[], now)
+                    .to_batch(std::slice::from_ref(group), None, now)
                     .map_err(|e| JcsqlError::Cache(e.to_string()))?,
             );
             Ok(out)
@@ -456,7 +456,9 @@ impl Actions {
             if add {
                 let mut out = batches.to_vec();
                 let edge = json!({"to": {"id": user_id, "type": "user"}, "attributes": null});
-                out.push(table.def.to_batch(&[edge], &[group_id], now).map_err(|e| JcsqlError::Cache(e.to_string()))?);
+                out.push(
+                    table.def.to_batch(&[edge], Some(group_id), now).map_err(|e| JcsqlError::Cache(e.to_string()))?,
+                );
                 return Ok(out);
             }
             batches

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use futures::{StreamExt, TryStreamExt, stream};
 use reqwest::StatusCode;
 use serde::Deserialize;
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
 use tokio::sync::{Mutex, Semaphore};
 
@@ -91,15 +92,90 @@ impl<B> Default for Listing<B> {
 }
 
 /// One decoded page.
-struct PageOf {
-    records: Vec<Value>,
+struct PageOf<B> {
+    page: B,
+    rows: u64,
     total: Option<u64>,
     bytes: u64,
     attempts: u64,
 }
 
-/// Turns a page's records into what the caller keeps, so decoded JSON never outlives its page.
-pub type PageConverter<'a, B> = &'a (dyn Fn(Vec<Value>) -> Result<B> + Send + Sync);
+/// Turns the JSON array of a page's records into what the caller keeps, while it is parsed, so
+/// no intermediate `serde_json::Value` is built.
+pub trait PageDecoder: Sync {
+    type Page: Send;
+    /// The page and the number of records it held.
+    fn decode_records<'de, D: serde::Deserializer<'de>>(
+        &self,
+        records: D,
+    ) -> std::result::Result<(Self::Page, u64), D::Error>;
+}
+
+/// Counts a page's records and keeps nothing.
+struct CountRecords;
+
+impl PageDecoder for CountRecords {
+    type Page = ();
+    fn decode_records<'de, D: serde::Deserializer<'de>>(&self, records: D) -> std::result::Result<((), u64), D::Error> {
+        Ok(((), Vec::<IgnoredAny>::deserialize(records)?.len() as u64))
+    }
+}
+
+/// `{totalCount, results}`: the count, and the results decoded by `P` (`None` when absent).
+struct V1Envelope<'p, P>(&'p P);
+
+impl<'de, P: PageDecoder> DeserializeSeed<'de> for V1Envelope<'_, P> {
+    type Value = (Option<(P::Page, u64)>, Option<u64>);
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, P: PageDecoder> Visitor<'de> for V1Envelope<'_, P> {
+    type Value = (Option<(P::Page, u64)>, Option<u64>);
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object with `totalCount` and `results`")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Self::Value, A::Error> {
+        let (mut results, mut total) = (None, None);
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "totalCount" => total = map.next_value::<Option<u64>>()?,
+                "results" => results = map.next_value_seed(OptionalRecords(self.0))?,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok((results, total))
+    }
+}
+
+/// `null` or a JSON array of records.
+struct OptionalRecords<'p, P>(&'p P);
+
+impl<'de, P: PageDecoder> DeserializeSeed<'de> for OptionalRecords<'_, P> {
+    type Value = Option<(P::Page, u64)>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<Self::Value, D::Error> {
+        d.deserialize_option(self)
+    }
+}
+
+impl<'de, P: PageDecoder> Visitor<'de> for OptionalRecords<'_, P> {
+    type Value = Option<(P::Page, u64)>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON array of records")
+    }
+    fn visit_none<E>(self) -> std::result::Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E>(self) -> std::result::Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<Self::Value, D::Error> {
+        self.0.decode_records(d).map(Some)
+    }
+}
 
 /// Counters shared by every request of a connection.
 #[derive(Debug, Default)]
@@ -119,13 +195,6 @@ pub struct JumpCloudClient {
     in_flight: Arc<Semaphore>,
     pace: Arc<Mutex<Instant>>,
     stats: Arc<RequestStats>,
-}
-
-#[derive(Deserialize)]
-struct V1Page {
-    #[serde(rename = "totalCount")]
-    total_count: Option<u64>,
-    results: Option<Vec<Value>>,
 }
 
 struct Page {
@@ -297,80 +366,86 @@ impl JumpCloudClient {
         }
     }
 
-    async fn v1_page(&self, path: &str, skip: u64, limit: u64) -> Result<PageOf> {
+    async fn v1_page<P: PageDecoder>(&self, path: &str, skip: u64, limit: u64, decoder: &P) -> Result<PageOf<P::Page>> {
         let query = [("limit", limit.to_string()), ("skip", skip.to_string()), ("sort", "_id".to_string())];
         let page = self.get(false, path, &query).await?;
-        let decoded: V1Page = off_the_reactor(|| serde_json::from_slice(&page.body))
-            .map_err(|e| JcsqlError::Decode { what: format!("GET /api{path}"), reason: e.to_string() })?;
-        let results = decoded.results.ok_or_else(|| JcsqlError::Decode {
-            what: format!("GET /api{path}"),
-            reason: "the body has no `results` list".into(),
-        })?;
+        let what = || format!("GET /api{path}");
+        let (results, total) = off_the_reactor(|| {
+            let mut de = serde_json::Deserializer::from_slice(&page.body);
+            let decoded = V1Envelope(decoder).deserialize(&mut de)?;
+            de.end().map(|_| decoded)
+        })
+        .map_err(|e| JcsqlError::Decode { what: what(), reason: e.to_string() })?;
+        let (decoded, rows) = results
+            .ok_or_else(|| JcsqlError::Decode { what: what(), reason: "the body has no `results` list".into() })?;
         Ok(PageOf {
-            records: results,
-            total: decoded.total_count.or(page.total),
+            page: decoded,
+            rows,
+            total: total.or(page.total),
             bytes: page.body.len() as u64,
             attempts: page.attempts,
         })
     }
 
-    async fn v2_page(&self, path: &str, extra: &[(&str, &str)], skip: u64, limit: u64) -> Result<PageOf> {
+    async fn v2_page<P: PageDecoder>(
+        &self,
+        path: &str,
+        extra: &[(&str, &str)],
+        skip: u64,
+        limit: u64,
+        decoder: &P,
+    ) -> Result<PageOf<P::Page>> {
         let mut query: Vec<(&str, String)> = extra.iter().map(|(k, v)| (*k, v.to_string())).collect();
         query.push(("limit", limit.to_string()));
         query.push(("skip", skip.to_string()));
         let page = self.get(true, path, &query).await?;
-        let records: Vec<Value> = off_the_reactor(|| serde_json::from_slice(&page.body))
-            .map_err(|e| JcsqlError::Decode { what: format!("GET /api/v2{path}"), reason: e.to_string() })?;
-        Ok(PageOf { records, total: page.total, bytes: page.body.len() as u64, attempts: page.attempts })
+        let (decoded, rows) = off_the_reactor(|| {
+            let mut de = serde_json::Deserializer::from_slice(&page.body);
+            let decoded = decoder.decode_records(&mut de)?;
+            de.end().map(|_| decoded)
+        })
+        .map_err(|e| JcsqlError::Decode { what: format!("GET /api/v2{path}"), reason: e.to_string() })?;
+        Ok(PageOf { page: decoded, rows, total: page.total, bytes: page.body.len() as u64, attempts: page.attempts })
     }
 
     /// One cheap request that proves the key (and org id) work.
     pub async fn validate(&self) -> Result<()> {
-        self.v1_page("/systemusers", 0, 1).await.map(|_| ())
+        self.v1_page("/systemusers", 0, 1, &CountRecords).await.map(|_| ())
     }
 
     /// Every record of a v1 list (`{totalCount, results}`), sorted by `_id` for stable paging;
     /// the pages after the first are fetched concurrently once the count is known.
-    pub async fn list_v1<B: Send>(
+    pub async fn list_v1<P: PageDecoder>(
         &self,
         path: &str,
         on_page: PageCallback<'_>,
-        convert: PageConverter<'_, B>,
-    ) -> Result<Listing<B>> {
-        self.list(on_page, convert, |skip| self.v1_page(path, skip, PAGE_SIZE)).await
+        decoder: &P,
+    ) -> Result<Listing<P::Page>> {
+        self.list(on_page, |skip| self.v1_page(path, skip, PAGE_SIZE, decoder)).await
     }
 
     /// Every record of a v2 list (JSON array, count in `x-total-count`).
-    pub async fn list_v2<B: Send>(
+    pub async fn list_v2<P: PageDecoder>(
         &self,
         path: &str,
         query: &[(&str, &str)],
         on_page: PageCallback<'_>,
-        convert: PageConverter<'_, B>,
-    ) -> Result<Listing<B>> {
-        self.list(on_page, convert, |skip| self.v2_page(path, query, skip, PAGE_SIZE)).await
+        decoder: &P,
+    ) -> Result<Listing<P::Page>> {
+        self.list(on_page, |skip| self.v2_page(path, query, skip, PAGE_SIZE, decoder)).await
     }
 
-    async fn list<'a, B: Send, F, Fut>(
-        &'a self,
-        on_page: PageCallback<'_>,
-        convert: PageConverter<'_, B>,
-        page: F,
-    ) -> Result<Listing<B>>
+    async fn list<'a, B: Send, F, Fut>(&'a self, on_page: PageCallback<'_>, page: F) -> Result<Listing<B>>
     where
         F: Fn(u64) -> Fut,
-        Fut: Future<Output = Result<PageOf>> + 'a,
+        Fut: Future<Output = Result<PageOf<B>>> + 'a,
     {
         let first = page(0).await?;
-        let first_len = first.records.len() as u64;
+        let first_len = first.rows;
         let total = first.total;
         on_page(first_len, total);
-        let mut listing = Listing {
-            pages: vec![off_the_reactor(|| convert(first.records))?],
-            expected: total,
-            requests: first.attempts,
-            bytes: first.bytes,
-        };
+        let mut listing =
+            Listing { pages: vec![first.page], expected: total, requests: first.attempts, bytes: first.bytes };
         match total {
             Some(total) if total > first_len && first_len > 0 => {
                 let skips: Vec<u64> = (1..total.div_ceil(PAGE_SIZE)).map(|i| i * PAGE_SIZE).collect();
@@ -379,8 +454,8 @@ impl JumpCloudClient {
                         let fut = page(skip);
                         async move {
                             let p = fut.await?;
-                            on_page(p.records.len() as u64, p.total);
-                            Ok::<_, JcsqlError>((skip, off_the_reactor(|| convert(p.records))?, p.attempts, p.bytes))
+                            on_page(p.rows, p.total);
+                            Ok::<_, JcsqlError>((skip, p.page, p.attempts, p.bytes))
                         }
                     })
                     .buffer_unordered(self.cfg.max_in_flight.max(1))
@@ -400,12 +475,12 @@ impl JumpCloudClient {
                 let mut skip = first_len;
                 while last == PAGE_SIZE {
                     let p = page(skip).await?;
-                    last = p.records.len() as u64;
+                    last = p.rows;
                     on_page(last, None);
                     skip += last;
                     listing.requests += p.attempts;
                     listing.bytes += p.bytes;
-                    listing.pages.push(off_the_reactor(|| convert(p.records))?);
+                    listing.pages.push(p.page);
                 }
             }
         }

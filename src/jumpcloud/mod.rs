@@ -2,6 +2,7 @@
 //! around as a value (never a global) so a later release can hold one per org.
 
 pub mod client;
+pub mod decode;
 pub mod simulator;
 pub mod tables;
 
@@ -15,11 +16,11 @@ use datafusion::arrow::array::{Array, BooleanArray, RecordBatch, StringArray};
 use datafusion::arrow::compute::{concat_batches, filter_record_batch};
 use datafusion::arrow::datatypes::SchemaRef;
 use futures::{StreamExt, TryStreamExt, stream};
-use serde_json::Value;
 
 use crate::cache::{CachedTable, Snapshot, SnapshotMeta, schema_fingerprint};
 use crate::error::{JcsqlError, Result};
 use client::{JumpCloudClient, Listing};
+use decode::{PageRows, TablePage};
 use tables::Source;
 
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
@@ -239,13 +240,6 @@ impl Connection {
         let start = Instant::now();
         let fetched_at_us = now_us();
         let name = def.name;
-        let to_page = |parent: Option<&str>, records: Vec<Value>| -> Result<PageRows> {
-            let keys = records.iter().map(|r| def.record_key(parent, r)).collect();
-            let parents = vec![parent.unwrap_or_default(); if parent.is_some() { records.len() } else { 0 }];
-            let batch =
-                def.to_batch(&records, &parents, fetched_at_us).map_err(|e| JcsqlError::Cache(e.to_string()))?;
-            Ok(PageRows { keys, batch })
-        };
         let (pages, expected, bytes, requests) = match &def.source {
             Source::V1List { path } | Source::V2List { path } => {
                 observer.started(name, None, "rows");
@@ -255,10 +249,10 @@ impl Connection {
                     }
                     observer.advance(name, rows);
                 };
-                let convert = |records: Vec<Value>| to_page(None, records);
+                let decoder = TablePage { def, parent: None, fetched_at_us };
                 let l = match &def.source {
-                    Source::V1List { .. } => client.list_v1(path, &progress, &convert).await?,
-                    _ => client.list_v2(path, &[], &progress, &convert).await?,
+                    Source::V1List { .. } => client.list_v1(path, &progress, &decoder).await?,
+                    _ => client.list_v2(path, &[], &progress, &decoder).await?,
                 };
                 (l.pages, l.expected, l.bytes, l.requests)
             }
@@ -272,14 +266,13 @@ impl Connection {
                     }
                 };
                 observer.started(name, Some(parent_ids.len() as u64), "parents");
-                let to_page = &to_page;
                 let listings: Vec<Listing<PageRows>> = stream::iter(parent_ids)
                     .map(|id| {
                         let url = path.replace("{id}", &id);
                         let observer = observer.clone();
                         async move {
-                            let convert = |records: Vec<Value>| to_page(Some(id.as_str()), records);
-                            let l = match client.list_v2(&url, query, &|_, _| {}, &convert).await {
+                            let decoder = TablePage { def, parent: Some(id.as_str()), fetched_at_us };
+                            let l = match client.list_v2(&url, query, &|_, _| {}, &decoder).await {
                                 Ok(l) => l,
                                 // The parent went away (or never existed): it has no children.
                                 Err(JcsqlError::Http { status: 404 | 400, .. }) => {
@@ -374,12 +367,6 @@ fn ids_of(batches: &[RecordBatch]) -> Vec<String> {
         }
     }
     ids
-}
-
-/// One page as Arrow, with the identity of each row.
-struct PageRows {
-    keys: Vec<String>,
-    batch: RecordBatch,
 }
 
 const BATCH_ROWS: usize = 8192;

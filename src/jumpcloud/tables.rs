@@ -10,11 +10,12 @@
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
-use datafusion::arrow::array::{
-    ArrayRef, BooleanBuilder, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
-};
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::error::DataFusionError;
 use serde_json::Value;
+
+use super::decode::{FieldPlan, PageBuilder};
 
 /// Where a table's rows come from.
 #[derive(Debug, Clone)]
@@ -63,30 +64,18 @@ pub struct Column {
     pub path: &'static str,
     pub kind: Kind,
     pub description: &'static str,
-    /// `path` split once, since it is followed for every row.
-    first: Vec<&'static str>,
-    rest: Vec<&'static str>,
+    /// `path` split once: the alternatives of its first segment, then the segments below.
+    pub(crate) first: Vec<&'static str>,
+    pub(crate) rest: Vec<&'static str>,
 }
 
 impl Column {
     fn new(path: &'static str, kind: Kind, description: &'static str) -> Self {
         let mut parts = path.split('.');
-        let first = parts.next().unwrap_or_default().split('|').collect();
-        let rest = parts.collect();
+        let first: Vec<&'static str> = parts.next().unwrap_or_default().split('|').collect();
+        let rest: Vec<&'static str> = parts.collect();
+        debug_assert!(first.len() == 1 || rest.is_empty(), "alternatives only on one-segment paths: {path}");
         Column { name: column_name(path, kind), path, kind, description, first, rest }
-    }
-
-    /// The value this column takes from a record (the first present alternative wins).
-    pub fn value<'a>(&self, record: &'a Value) -> Option<&'a Value> {
-        let mut cur = self
-            .first
-            .iter()
-            .find_map(|alt| record.get(alt).filter(|v| !v.is_null()))
-            .or_else(|| self.first.iter().find_map(|alt| record.get(alt)))?;
-        for p in &self.rest {
-            cur = cur.get(p)?;
-        }
-        Some(cur)
     }
 
     fn named(mut self, name: &str) -> Self {
@@ -137,6 +126,7 @@ pub struct TableDef {
     /// Columns that identify a row, for de-duplication across pages.
     pub key: &'static [&'static str],
     schema: SchemaRef,
+    pub(crate) plan: FieldPlan,
 }
 
 pub const PRIMARY_FIELD_KEY: &str = "jcsql.primary_field";
@@ -165,7 +155,8 @@ impl TableDef {
             })
             .collect();
         let schema = Arc::new(Schema::new(fields));
-        TableDef { name, description, source, columns, primary, key, schema }
+        let plan = FieldPlan::new(&columns);
+        TableDef { name, description, source, columns, primary, key, schema, plan }
     }
 
     pub fn schema(&self) -> SchemaRef {
@@ -181,121 +172,19 @@ impl TableDef {
         self.columns.iter().find(|c| c.name == name)
     }
 
-    /// The row identity used to de-duplicate records that appear on two pages.
-    pub fn record_key(&self, parent_id: Option<&str>, record: &Value) -> String {
-        let mut key = parent_id.unwrap_or_default().to_string();
-        for col in self.key {
-            if let Some(c) = self.column(col) {
-                key.push('\u{1f}');
-                if let Some(v) = c.value(record) {
-                    key.push_str(&scalar_text(v));
-                }
-            }
-        }
-        key
-    }
-
-    /// Builds one batch from decoded records; `parents[i]` is the parent id of `records[i]`
-    /// (relation tables) and `fetched_at_us` stamps `_fetched_at`.
+    /// Builds one batch from records already decoded (a write's response, a test's fixture);
+    /// `parent` is the id of the object relation rows were fetched for.
     pub fn to_batch(
         &self,
         records: &[Value],
-        parents: &[&str],
+        parent: Option<&str>,
         fetched_at_us: i64,
     ) -> datafusion::error::Result<RecordBatch> {
-        let arrays: Vec<ArrayRef> =
-            self.columns.iter().map(|c| build_column(c, records, parents, fetched_at_us)).collect();
-        Ok(RecordBatch::try_new(self.schema(), arrays)?)
-    }
-}
-
-fn build_column(c: &Column, records: &[Value], parents: &[&str], fetched_at_us: i64) -> ArrayRef {
-    let n = records.len();
-    match c.kind {
-        Kind::Text | Kind::Reference => {
-            let mut b = StringBuilder::with_capacity(n, n * 16);
-            for r in records {
-                match c.value(r) {
-                    None | Some(Value::Null) => b.append_null(),
-                    Some(Value::String(s)) => b.append_value(s),
-                    Some(Value::Object(o)) if c.kind == Kind::Reference => {
-                        match o.get("_id").or_else(|| o.get("id")).and_then(Value::as_str) {
-                            Some(id) => b.append_value(id),
-                            None => b.append_null(),
-                        }
-                    }
-                    Some(v) => b.append_value(scalar_text(v)),
-                }
-            }
-            Arc::new(b.finish())
+        let mut page = PageBuilder::new(self, parent, fetched_at_us, records.len());
+        for r in records {
+            page.push(r).map_err(|e| DataFusionError::Execution(format!("{}: {e}", self.name)))?;
         }
-        Kind::ParentId => {
-            let mut b = StringBuilder::with_capacity(n, n * 24);
-            for i in 0..n {
-                match parents.get(i) {
-                    Some(p) => b.append_value(p),
-                    None => b.append_null(),
-                }
-            }
-            Arc::new(b.finish())
-        }
-        Kind::Json => {
-            let mut b = StringBuilder::with_capacity(n, n * 16);
-            for r in records {
-                match c.value(r) {
-                    None | Some(Value::Null) => b.append_null(),
-                    Some(v) => b.append_value(redacted_json(v)),
-                }
-            }
-            Arc::new(b.finish())
-        }
-        Kind::Bool => {
-            let mut b = BooleanBuilder::with_capacity(n);
-            for r in records {
-                b.append_option(c.value(r).and_then(|v| match v {
-                    Value::Bool(x) => Some(*x),
-                    Value::String(s) => s.parse().ok(),
-                    _ => None,
-                }));
-            }
-            Arc::new(b.finish())
-        }
-        Kind::Int => {
-            let mut b = Int64Builder::with_capacity(n);
-            for r in records {
-                b.append_option(c.value(r).and_then(|v| match v {
-                    Value::Number(x) => x.as_i64().or_else(|| x.as_f64().map(|f| f as i64)),
-                    Value::String(s) => s.trim().parse().ok(),
-                    _ => None,
-                }));
-            }
-            Arc::new(b.finish())
-        }
-        Kind::Timestamp => {
-            let mut b = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
-            for r in records {
-                b.append_option(c.value(r).and_then(|v| match v {
-                    Value::String(s) => parse_timestamp_us(s),
-                    Value::Number(ms) => ms.as_i64().map(|ms| ms * 1000),
-                    _ => None,
-                }));
-            }
-            Arc::new(b.finish())
-        }
-        Kind::FetchedAt => {
-            let mut b = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
-            for _ in 0..n {
-                b.append_value(fetched_at_us);
-            }
-            Arc::new(b.finish())
-        }
-    }
-}
-
-fn scalar_text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+        Ok(page.finish()?.batch)
     }
 }
 
