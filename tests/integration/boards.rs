@@ -331,3 +331,69 @@ async fn disconnect_moves_exactly_the_boards_that_read_the_source() {
     let out = run(s(&["board", "list", "--format", "csv"]), None).await.expect("join");
     assert_eq!(text(&out.stdout), "name,title,sources,error\nasset_owners,,assets,\npeople,,jumpcloud,\n");
 }
+
+/// The MFA board counts paths instead of listing (application, person) pairs, so people who
+/// reach an application several ways (two or three of its groups, a group and a direct
+/// assignment) are where it could go wrong. Plant each case with real actions, then compare with
+/// the org itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mfa_board_counts_a_person_once_however_many_ways_they_reach_an_app() {
+    let demo = Demo::start(3000, DEMO_SEED, &GlobalArgs { quiet: true, ..Default::default() }).await.expect("demo");
+    let e = &demo.engine;
+    let org = demo.simulator.org();
+    let active_no_mfa =
+        |i: usize| org.users[i].state == Some("ACTIVATED") && !org.users[i].suspended && !org.users[i].mfa.configured;
+    let in_groups = |u: usize, a: usize| org.app_groups[a].iter().any(|g| org.group_members[*g].contains(&u));
+
+    let three = (0..org.applications.len()).find(|&a| org.app_groups[a].len() == 3).expect("an app with three groups");
+    let everywhere =
+        (0..org.users.len()).find(|&u| active_no_mfa(u) && !in_groups(u, three)).expect("someone outside its groups");
+    let (direct_app, direct_person) = (0..org.applications.len())
+        .flat_map(|a| org.app_users[a].iter().map(move |&u| (a, u)))
+        .find(|&(a, u)| active_no_mfa(u) && !in_groups(u, a))
+        .expect("a direct assignee no group reaches");
+    let mut adds: Vec<(usize, usize)> = org.app_groups[three].iter().map(|&g| (everywhere, g)).collect();
+    adds.push((direct_person, org.app_groups[direct_app][0]));
+    let sql = adds
+        .iter()
+        .map(|(u, g)| format!("select add_user_to_group('{}', '{}')", org.users[*u].email, org.groups[*g].id))
+        .collect::<Vec<_>>()
+        .join(" union all ");
+    let planned = e.execute(&sql).await.expect("plans");
+    let results = e.apply(&planned.planned).await;
+    assert!(results.iter().all(|r| r.status == "added"), "{results:?}");
+
+    // Every multi-path case is present now.
+    let paths = strings(
+        e,
+        "with no_mfa as (select id from jumpcloud.users where state = 'ACTIVATED' and not coalesce(suspended, false) \
+         and not coalesce(mfa_configured, false)) \
+         select count(*) filter (where group_paths = 3), count(*) filter (where group_paths = 2), \
+                count(*) filter (where paths > group_paths and group_paths > 0) \
+         from (select a.application_id, a.user_id, count(*) as paths, count(a.via_group_id) as group_paths \
+               from jumpcloud.user_application_access a join no_mfa n on n.id = a.user_id group by 1, 2)",
+    )
+    .await;
+    let [three_groups, two_groups, direct_and_group] = [0, 1, 2].map(|i| paths[0][i].parse::<i64>().expect("count"));
+    assert!(three_groups >= 1 && two_groups >= 1 && direct_and_group >= 1, "{paths:?}");
+
+    let now = demo.simulator.org();
+    let active_no_mfa =
+        |i: usize| now.users[i].state == Some("ACTIVATED") && !now.users[i].suspended && !now.users[i].mfa.configured;
+    let board = strings(
+        e,
+        "select application, users_without_mfa from boards.apps_reachable_without_mfa \
+         order by users_without_mfa desc, application",
+    )
+    .await;
+    let expected: Vec<Vec<String>> = {
+        let mut v: Vec<(usize, String)> = (0..now.applications.len())
+            .map(|a| (reachable(&now, a).into_iter().filter(|&u| active_no_mfa(u)).count(), a))
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, a)| (n, now.applications[a].display_label.clone()))
+            .collect();
+        v.sort_by(|x, y| y.0.cmp(&x.0).then(x.1.cmp(&y.1)));
+        v.into_iter().map(|(n, label)| vec![label, n.to_string()]).collect()
+    };
+    assert_eq!(board, expected);
+}

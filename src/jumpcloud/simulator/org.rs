@@ -663,7 +663,7 @@ impl Org {
             device_users.push(bound);
         }
 
-        // Applications: bound to one or two groups, and sometimes to people directly.
+        // Applications: bound to one to three groups, and sometimes to people directly.
         let app_count = spec.application_count();
         let mut applications = Vec::with_capacity(app_count);
         let mut app_groups = Vec::with_capacity(app_count);
@@ -698,10 +698,16 @@ impl Org {
                 sso: json!({"jit": false, "beta": false, "type": sso_type, "idpCertExpirationAt": iso(cert_expiry)}),
             });
             let mut gs = vec![1 + rng.below(DEPARTMENTS.len() as u64) as usize];
-            if groups.len() > DEPARTMENTS.len() + 1 && rng.chance(0.5) {
-                let extra = DEPARTMENTS.len() + 1 + rng.below((groups.len() - DEPARTMENTS.len() - 1) as u64) as usize;
-                if !gs.contains(&extra) {
-                    gs.push(extra);
+            // Half get a team group too, and some of those a second: people in two or three
+            // groups of one application are the overlaps access questions must not count twice.
+            let teams = if rng.chance(0.5) { 1 + usize::from(rng.chance(0.3)) } else { 0 };
+            for _ in 0..teams {
+                if groups.len() > DEPARTMENTS.len() + 1 {
+                    let extra =
+                        DEPARTMENTS.len() + 1 + rng.below((groups.len() - DEPARTMENTS.len() - 1) as u64) as usize;
+                    if !gs.contains(&extra) {
+                        gs.push(extra);
+                    }
                 }
             }
             app_groups.push(gs);
