@@ -87,8 +87,18 @@ fn jcsql_binary() -> PathBuf {
     exe.parent().and_then(Path::parent).map(|p| p.join("jcsql")).expect("jcsql next to the examples")
 }
 
-/// Runs jcsql, polling its peak resident memory (VmHWM) while it runs.
-fn run_jcsql(args: &[&str], envs: &[(&str, String)]) -> (Duration, u64, String, bool) {
+/// What one jcsql run took.
+struct Run {
+    wall: Duration,
+    peak_rss: u64,
+    /// User + system CPU, read from /proc until the process exits (so up to one poll short).
+    cpu: Duration,
+    output: String,
+    ok: bool,
+}
+
+/// Runs jcsql, polling its peak resident memory (VmHWM) and CPU time while it runs.
+fn run_jcsql(args: &[&str], envs: &[(&str, String)]) -> Run {
     let started = Instant::now();
     let mut cmd = Command::new(jcsql_binary());
     cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).env_remove("JUMPCLOUD_API_KEY");
@@ -97,22 +107,39 @@ fn run_jcsql(args: &[&str], envs: &[(&str, String)]) -> (Duration, u64, String, 
     }
     let mut child = cmd.spawn().expect("run jcsql (build it with cargo build --release first)");
     let status_path = format!("/proc/{}/status", child.id());
-    let mut peak_kib = 0;
+    let stat_path = format!("/proc/{}/stat", child.id());
+    let (mut peak_kib, mut cpu_ticks) = (0u64, 0u64);
     loop {
         if let Ok(s) = std::fs::read_to_string(&status_path)
             && let Some(v) = s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1))
         {
             peak_kib = peak_kib.max(v.parse().unwrap_or(0));
         }
+        // Fields 14 and 15 (utime, stime), counted after the parenthesised command name.
+        if let Ok(s) = std::fs::read_to_string(&stat_path)
+            && let Some(rest) = s.rsplit(')').next()
+        {
+            let f: Vec<u64> = rest.split_whitespace().map(|x| x.parse().unwrap_or(0)).collect();
+            if f.len() > 12 {
+                cpu_ticks = cpu_ticks.max(f[11] + f[12]);
+            }
+        }
         if child.try_wait().ok().flatten().is_some() {
             break;
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(5));
     }
     let out = child.wait_with_output().expect("jcsql output");
-    let elapsed = started.elapsed();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (elapsed, peak_kib * 1024, text, out.status.success())
+    let wall = started.elapsed();
+    let output = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    // Linux reports CPU time in ticks of 1/100 s.
+    Run {
+        wall,
+        peak_rss: peak_kib * 1024,
+        cpu: Duration::from_millis(cpu_ticks * 10),
+        output,
+        ok: out.status.success(),
+    }
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -178,10 +205,12 @@ async fn bench(a: Args) {
     eprintln!("full sync…");
     sim.clear_requests();
     let in_flight = a.in_flight.to_string();
-    let (sync_wall, sync_peak, sync_out, ok) =
+    let sync =
         tokio::task::block_in_place(|| run_jcsql(&["sync", "--max-in-flight", &in_flight, "--format", "csv"], &envs));
-    assert!(ok, "sync failed: {sync_out}");
+    assert!(sync.ok, "sync failed: {}", sync.output);
+    let (sync_wall, sync_peak) = (sync.wall, sync.peak_rss);
     let requests = sim.request_count();
+    let load = sim.request_load();
     let rows = org.users.len()
         + org.groups.len()
         + org.devices.len()
@@ -208,11 +237,11 @@ async fn bench(a: Args) {
     sim.clear_requests();
     let mut warm = Vec::new();
     for _ in 0..a.runs {
-        let (d, _, out, ok) = tokio::task::block_in_place(|| {
+        let run = tokio::task::block_in_place(|| {
             run_jcsql(&["--format", "csv", "-c", "select count(*) from jumpcloud.users"], &envs)
         });
-        assert!(ok && out.contains(&a.users.to_string()), "warm start failed: {out}");
-        warm.push(d);
+        assert!(run.ok && run.output.contains(&a.users.to_string()), "warm start failed: {}", run.output);
+        warm.push(run.wall);
     }
     let warm_requests = sim.request_count();
 
@@ -282,6 +311,17 @@ async fn bench(a: Args) {
         check(sync_wall.as_secs_f64() <= 1.25 * bound.as_secs_f64())
     ));
     out.push_str(&format!("| full sync: rows | {rows} at {sync_rows_per_sec:.0} rows/s | | |\n"));
+    out.push_str(&format!(
+        "| full sync: requests in flight (server side) | average {:.1} of {} (peak {}) | | |\n",
+        load.busy.as_secs_f64() / sync_wall.as_secs_f64(),
+        a.in_flight,
+        load.peak_in_flight
+    ));
+    out.push_str(&format!(
+        "| full sync: jcsql CPU (decode, Arrow, HTTP, snapshots) | {:.2} s, {:.1} µs a row | | |\n",
+        sync.cpu.as_secs_f64(),
+        sync.cpu.as_secs_f64() * 1e6 / rows as f64
+    ));
     out.push_str(&format!(
         "| full sync: peak resident memory | {:.0} MiB | < 1 GiB | {} |\n",
         sync_peak as f64 / 1048576.0,

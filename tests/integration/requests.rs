@@ -74,3 +74,23 @@ async fn a_parent_filter_fetches_only_that_parent() {
     assert_eq!(n, (org.device_users[0].len() + org.device_users[1].len()) as i64);
     assert_eq!(t.sim.requests().len(), 3);
 }
+
+/// The limiter is the one knob between jcsql and JumpCloud's rate limits: during a sync the
+/// server sees `max_in_flight` requests at once at most, reaches it, and stays well above one at a
+/// time (about 3 of 4 in a debug build; a sequential client would average 1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_keeps_exactly_max_in_flight_requests_at_the_server() {
+    let mut cfg = jcsql::jumpcloud::simulator::SimulatorConfig::new(400, 5);
+    cfg.latency = std::time::Duration::from_millis(10);
+    let t = start_with(cfg, |c| c.max_in_flight = 4).await;
+    t.sim.clear_requests();
+    let started = std::time::Instant::now();
+    for (table, result) in t.engine.connection().sync(&[]).await {
+        assert!(result.is_ok(), "{table}: {result:?}");
+    }
+    let wall = started.elapsed();
+    let load = t.sim.request_load();
+    assert_eq!(load.peak_in_flight, 4, "{load:?}");
+    let average = load.busy.as_secs_f64() / wall.as_secs_f64();
+    assert!(average > 2.0, "the pipeline stays full: {average:.2} in flight on average, {load:?} over {wall:?}");
+}

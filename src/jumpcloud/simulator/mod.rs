@@ -79,6 +79,18 @@ struct Shared {
     requests: AtomicU64,
     fail_counter: AtomicU64,
     bucket: Mutex<(f64, Instant)>,
+    in_flight: AtomicU64,
+    peak_in_flight: AtomicU64,
+    /// Sum of the time each request spent in the server, latency included.
+    busy_us: AtomicU64,
+}
+
+/// How busy the server was since the last [`Simulator::clear_requests`]: `busy` ÷ wall time is
+/// the average number of requests in flight.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestLoad {
+    pub busy: Duration,
+    pub peak_in_flight: u64,
 }
 
 /// A running simulator; it stops when dropped.
@@ -107,6 +119,9 @@ impl Simulator {
             requests: AtomicU64::new(0),
             fail_counter: AtomicU64::new(0),
             bucket: Mutex::new((capacity, Instant::now())),
+            in_flight: AtomicU64::new(0),
+            peak_in_flight: AtomicU64::new(0),
+            busy_us: AtomicU64::new(0),
         });
         let app = router(shared.clone());
         let (tx, rx) = oneshot::channel::<()>();
@@ -158,6 +173,15 @@ impl Simulator {
             l.clear();
         }
         self.shared.requests.store(0, Ordering::Relaxed);
+        self.shared.peak_in_flight.store(0, Ordering::Relaxed);
+        self.shared.busy_us.store(0, Ordering::Relaxed);
+    }
+
+    pub fn request_load(&self) -> RequestLoad {
+        RequestLoad {
+            busy: Duration::from_micros(self.shared.busy_us.load(Ordering::Relaxed)),
+            peak_in_flight: self.shared.peak_in_flight.load(Ordering::Relaxed),
+        }
     }
 
     pub fn set_fault(&self, path_prefix: &str, fault: Fault) {
@@ -221,10 +245,32 @@ fn is_object_id(s: &str) -> bool {
     s.len() == 24 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// Counts a request as in flight until it is answered or its client goes away.
+struct InFlight<'a> {
+    shared: &'a Shared,
+    started: Instant,
+}
+
+impl<'a> InFlight<'a> {
+    fn enter(shared: &'a Shared) -> Self {
+        let now = shared.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        shared.peak_in_flight.fetch_max(now, Ordering::Relaxed);
+        InFlight { shared, started: Instant::now() }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.shared.busy_us.fetch_add(self.started.elapsed().as_micros() as u64, Ordering::Relaxed);
+    }
+}
+
 /// Latency, auth, org selection, rate limit, random failures, targeted faults and the log,
 /// in the order a real edge would apply them.
 async fn gatekeeper(State(shared): State<Arc<Shared>>, headers: HeaderMap, req: Request, next: Next) -> Response {
     shared.requests.fetch_add(1, Ordering::Relaxed);
+    let _in_flight = InFlight::enter(&shared);
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or_default().to_string();
