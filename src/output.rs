@@ -72,7 +72,7 @@ fn markdown(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<String, Arrow
     Ok(out)
 }
 
-/// Formatted cells of every row, NULL shown as `null`.
+/// Formatted cells of every row, NULL shown as the text given in `null`.
 fn cells(batches: &[RecordBatch], null: &str) -> Result<Vec<Vec<String>>, ArrowError> {
     let opts = format_options().with_null(null);
     let mut rows = Vec::new();

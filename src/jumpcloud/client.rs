@@ -151,6 +151,25 @@ impl<'de, P: PageDecoder> Visitor<'de> for V1Envelope<'_, P> {
     }
 }
 
+/// A JSON array of records, decoded by `P`.
+struct Records<'p, P>(&'p P);
+
+impl<'de, P: PageDecoder> DeserializeSeed<'de> for Records<'_, P> {
+    type Value = (P::Page, u64);
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<Self::Value, D::Error> {
+        self.0.decode_records(d)
+    }
+}
+
+/// A whole response body (nothing may follow the value), parsed off the async workers.
+fn parse_body<'de, S: DeserializeSeed<'de>>(body: &'de [u8], seed: S) -> serde_json::Result<S::Value> {
+    off_the_reactor(|| {
+        let mut de = serde_json::Deserializer::from_slice(body);
+        let value = seed.deserialize(&mut de)?;
+        de.end().map(|_| value)
+    })
+}
+
 /// `null` or a JSON array of records.
 struct OptionalRecords<'p, P>(&'p P);
 
@@ -173,7 +192,7 @@ impl<'de, P: PageDecoder> Visitor<'de> for OptionalRecords<'_, P> {
         Ok(None)
     }
     fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<Self::Value, D::Error> {
-        self.0.decode_records(d).map(Some)
+        Records(self.0).deserialize(d).map(Some)
     }
 }
 
@@ -370,12 +389,8 @@ impl JumpCloudClient {
         let query = [("limit", limit.to_string()), ("skip", skip.to_string()), ("sort", "_id".to_string())];
         let page = self.get(false, path, &query).await?;
         let what = || format!("GET /api{path}");
-        let (results, total) = off_the_reactor(|| {
-            let mut de = serde_json::Deserializer::from_slice(&page.body);
-            let decoded = V1Envelope(decoder).deserialize(&mut de)?;
-            de.end().map(|_| decoded)
-        })
-        .map_err(|e| JcsqlError::Decode { what: what(), reason: e.to_string() })?;
+        let (results, total) = parse_body(&page.body, V1Envelope(decoder))
+            .map_err(|e| JcsqlError::Decode { what: what(), reason: e.to_string() })?;
         let (decoded, rows) = results
             .ok_or_else(|| JcsqlError::Decode { what: what(), reason: "the body has no `results` list".into() })?;
         Ok(PageOf {
@@ -399,12 +414,8 @@ impl JumpCloudClient {
         query.push(("limit", limit.to_string()));
         query.push(("skip", skip.to_string()));
         let page = self.get(true, path, &query).await?;
-        let (decoded, rows) = off_the_reactor(|| {
-            let mut de = serde_json::Deserializer::from_slice(&page.body);
-            let decoded = decoder.decode_records(&mut de)?;
-            de.end().map(|_| decoded)
-        })
-        .map_err(|e| JcsqlError::Decode { what: format!("GET /api/v2{path}"), reason: e.to_string() })?;
+        let (decoded, rows) = parse_body(&page.body, Records(decoder))
+            .map_err(|e| JcsqlError::Decode { what: format!("GET /api/v2{path}"), reason: e.to_string() })?;
         Ok(PageOf { page: decoded, rows, total: page.total, bytes: page.body.len() as u64, attempts: page.attempts })
     }
 

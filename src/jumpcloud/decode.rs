@@ -29,6 +29,8 @@ pub struct FieldPlan {
     /// Each column's slots, in order of preference (empty for columns not read from JSON).
     slots: Vec<Range<usize>>,
     slot_count: usize,
+    /// Positions of the columns that identify a row.
+    key_columns: Vec<usize>,
 }
 
 #[derive(Debug, Default)]
@@ -39,14 +41,24 @@ struct Node {
 }
 
 impl FieldPlan {
-    pub fn new(columns: &[Column]) -> Self {
-        let mut plan = FieldPlan::default();
+    /// `key` names the columns that identify a row. A column's path is dot-separated; its first
+    /// segment may list alternatives separated by `|` (`_id|id`), the first non-null one wins.
+    pub fn new(columns: &[Column], key: &[&str]) -> Self {
+        let mut plan = FieldPlan {
+            key_columns: key.iter().filter_map(|k| columns.iter().position(|c| c.name == *k)).collect(),
+            ..FieldPlan::default()
+        };
         for c in columns {
             let start = plan.slot_count;
             if !matches!(c.kind, Kind::ParentId | Kind::FetchedAt) {
-                for alt in &c.first {
+                let mut segments = c.path.split('.');
+                let alternatives: Vec<&'static str> = segments.next().unwrap_or_default().split('|').collect();
+                let below: Vec<&'static str> = segments.collect();
+                // Slots resolve leaf by leaf, which is the first-segment rule only without segments below.
+                debug_assert!(alternatives.len() == 1 || below.is_empty(), "alternatives on a nested path: {}", c.path);
+                for alt in alternatives {
                     let mut node = plan.root.children.entry(alt).or_default();
-                    for part in &c.rest {
+                    for part in &below {
                         node = node.children.entry(part).or_default();
                     }
                     node.targets.push(plan.slot_count);
@@ -103,7 +115,7 @@ impl Cell<'_> {
     /// The value as JSON text, secrets removed.
     fn json(&self) -> String {
         match self {
-            Cell::Str(s) => Value::String(s.to_string()).to_string(),
+            Cell::Str(s) => serde_json::to_string(s.as_ref()).unwrap_or_default(),
             Cell::Json(v) => redacted_json(v),
             other => other.text().into_owned(),
         }
@@ -345,17 +357,14 @@ pub struct PageBuilder<'t> {
     def: &'t TableDef,
     parent: Option<&'t str>,
     fetched_at_us: i64,
-    key_columns: Vec<usize>,
     builders: Vec<ColumnBuilder>,
     keys: Vec<String>,
 }
 
 impl<'t> PageBuilder<'t> {
     pub fn new(def: &'t TableDef, parent: Option<&'t str>, fetched_at_us: i64, rows: usize) -> Self {
-        let key_columns =
-            def.key.iter().filter_map(|k| def.columns.iter().position(|c| c.name == *k)).collect::<Vec<_>>();
         let builders = def.columns.iter().map(|c| ColumnBuilder::new(c.kind, rows)).collect();
-        PageBuilder { def, parent, fetched_at_us, key_columns, builders, keys: Vec::with_capacity(rows) }
+        PageBuilder { def, parent, fetched_at_us, builders, keys: Vec::with_capacity(rows) }
     }
 
     /// Parses one record into the builders.
@@ -365,7 +374,7 @@ impl<'t> PageBuilder<'t> {
         record.deserialize_any(Object { node: &plan.root, cells: &mut cells })?;
 
         let mut key = self.parent.unwrap_or_default().to_string();
-        for i in &self.key_columns {
+        for i in &plan.key_columns {
             key.push('\u{1f}');
             if let Some(cell) = resolve(&cells, &plan.slots[*i]) {
                 key.push_str(&cell.text());

@@ -64,18 +64,11 @@ pub struct Column {
     pub path: &'static str,
     pub kind: Kind,
     pub description: &'static str,
-    /// `path` split once: the alternatives of its first segment, then the segments below.
-    pub(crate) first: Vec<&'static str>,
-    pub(crate) rest: Vec<&'static str>,
 }
 
 impl Column {
     fn new(path: &'static str, kind: Kind, description: &'static str) -> Self {
-        let mut parts = path.split('.');
-        let first: Vec<&'static str> = parts.next().unwrap_or_default().split('|').collect();
-        let rest: Vec<&'static str> = parts.collect();
-        debug_assert!(first.len() == 1 || rest.is_empty(), "alternatives only on one-segment paths: {path}");
-        Column { name: column_name(path, kind), path, kind, description, first, rest }
+        Column { name: column_name(path, kind), path, kind, description }
     }
 
     fn named(mut self, name: &str) -> Self {
@@ -155,7 +148,7 @@ impl TableDef {
             })
             .collect();
         let schema = Arc::new(Schema::new(fields));
-        let plan = FieldPlan::new(&columns);
+        let plan = FieldPlan::new(&columns, key);
         TableDef { name, description, source, columns, primary, key, schema, plan }
     }
 
