@@ -263,7 +263,7 @@ async fn bench(a: Args) {
         .await
         .expect("engine");
         // The exports the example boards join, made for this org.
-        let sources = jcsql::workspace::write_demo_workspace(home.path(), &org).expect("demo exports");
+        let sources = jcsql::cli::workspace::write_demo_workspace(home.path(), &org).expect("demo exports");
         for s in &sources {
             engine.add_source(s).await;
         }

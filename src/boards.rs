@@ -4,14 +4,16 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use datafusion::datasource::ViewTable;
 use datafusion::execution::context::SQLOptions;
 use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::SessionContext;
 
-use crate::Engine;
-use crate::hints::explain;
+use crate::catalog::{ComputedTable, text_batch, text_schema};
+use crate::error::BoardError;
+use crate::explain::{explain, known_tables};
 
 pub const SCHEMA: &str = "boards";
 
@@ -24,7 +26,7 @@ pub struct Board {
     pub sql: String,
     /// Tables the query reads directly (`jumpcloud.users`, `hr`, `boards.other`).
     pub tables: Vec<String>,
-    pub error: Option<String>,
+    pub error: Option<BoardError>,
 }
 
 /// `-- title:` and `-- description:` among the leading comment lines.
@@ -47,9 +49,9 @@ pub fn header(sql: &str) -> (Option<String>, Option<String>) {
     (title, description)
 }
 
-pub fn validate_name(name: &str) -> Result<(), String> {
+pub fn validate_name(name: &str) -> Result<(), BoardError> {
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
-        return Err(format!("{name:?} cannot name a board: use lowercase letters, digits and _ (e.g. stale_devices)"));
+        return Err(BoardError::BadName { name: name.to_string() });
     }
     Ok(())
 }
@@ -71,24 +73,21 @@ pub fn board_files(dir: &Path) -> Vec<(String, PathBuf)> {
 }
 
 /// Plans a board's query: exactly one read-only statement that calls no action.
-pub async fn plan(engine: &Engine, sql: &str) -> Result<(LogicalPlan, Vec<String>), String> {
-    let statements = datafusion::sql::parser::DFParser::parse_sql(sql).map_err(|e| e.to_string())?;
+pub async fn plan(ctx: &SessionContext, sql: &str) -> Result<(LogicalPlan, Vec<String>), BoardError> {
+    let statements = datafusion::sql::parser::DFParser::parse_sql(sql).map_err(|e| BoardError::Query(e.to_string()))?;
     if statements.len() != 1 {
-        return Err(format!("a board holds exactly one query; this file has {}", statements.len()));
+        return Err(BoardError::NotOneQuery { count: statements.len() });
     }
-    let plan = engine.context().state().create_logical_plan(sql).await.map_err(|e| explain(engine, &e))?;
+    let plan =
+        ctx.state().create_logical_plan(sql).await.map_err(|e| BoardError::Query(explain(&e, &known_tables(ctx))))?;
     SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false)
         .with_allow_statements(false)
         .verify_plan(&plan)
-        .map_err(|_| {
-            "a board must be a query (SELECT or WITH …), not a statement that changes something".to_string()
-        })?;
-    if let Some(action) = called_action(&plan) {
-        return Err(format!(
-            "boards are read-only, and this one calls the action {action}(); run actions from the prompt or with -c"
-        ));
+        .map_err(|_| BoardError::NotAQuery)?;
+    if let Some(action) = crate::actions::called_actions(&plan).into_iter().next() {
+        return Err(BoardError::CallsAction { action });
     }
     // The tables the SQL names (views stay views: the planner would inline them), minus
     // CTE names and anything else that is not a table of the session.
@@ -101,20 +100,17 @@ pub async fn plan(engine: &Engine, sql: &str) -> Result<(LogicalPlan, Vec<String
     }
     let mut tables = Vec::new();
     for t in named {
-        if engine.context().table_provider(t.as_str()).await.is_ok() {
+        if ctx.table_provider(t.as_str()).await.is_ok() {
             tables.push(t);
         }
     }
     Ok((plan, tables))
 }
 
-fn called_action(plan: &LogicalPlan) -> Option<String> {
-    crate::actions::called_actions(plan).into_iter().next()
-}
-
 /// The file line an error points at: sqlparser's `Line: N`, else the first line naming the
 /// unknown table, else the first line of the query.
-fn error_line(sql: &str, error: &str) -> usize {
+fn error_line(sql: &str, error: &BoardError) -> usize {
+    let error = error.to_string();
     if let Some(rest) = error.split("Line: ").nth(1)
         && let Some(n) = rest.split(|c: char| !c.is_ascii_digit()).next().and_then(|n| n.parse().ok())
     {
@@ -131,8 +127,7 @@ fn error_line(sql: &str, error: &str) -> usize {
 
 /// Loads every board of `dir` into schema `boards`, replacing what was there. Boards that read
 /// other boards load after them (passes until nothing more loads).
-pub async fn load_all(engine: &Engine, dir: &Path) -> Vec<Board> {
-    let ctx = engine.context();
+pub async fn load_all(ctx: &SessionContext, dir: &Path) -> Vec<Board> {
     if let Some(schema) = ctx.catalog("datafusion").and_then(|c| c.schema(SCHEMA)) {
         for t in schema.table_names() {
             let _ = schema.deregister_table(&t);
@@ -144,7 +139,7 @@ pub async fn load_all(engine: &Engine, dir: &Path) -> Vec<Board> {
             let read = std::fs::read_to_string(&path);
             let (sql, error) = match read {
                 Ok(s) => (s, None),
-                Err(e) => (String::new(), Some(format!("cannot read {} ({e})", path.display()))),
+                Err(e) => (String::new(), Some(BoardError::Io(format!("cannot read {} ({e})", path.display())))),
             };
             let (title, description) = header(&sql);
             let error = error.or_else(|| validate_name(&name).err());
@@ -160,7 +155,7 @@ pub async fn load_all(engine: &Engine, dir: &Path) -> Vec<Board> {
                 done.push(b);
                 continue;
             }
-            match plan(engine, &b.sql).await {
+            match plan(ctx, &b.sql).await {
                 Ok((plan, tables)) => {
                     let view = Arc::new(ViewTable::new(plan, Some(b.sql.clone())));
                     match ctx.register_table(format!("{SCHEMA}.{}", b.name), view) {
@@ -170,14 +165,14 @@ pub async fn load_all(engine: &Engine, dir: &Path) -> Vec<Board> {
                             done.push(b);
                         }
                         Err(e) => {
-                            b.error = Some(e.to_string());
+                            b.error = Some(BoardError::Query(e.to_string()));
                             done.push(b);
                         }
                     }
                 }
                 Err(e) => {
                     let line = error_line(&b.sql, &e);
-                    b.error = Some(format!("{} line {line}: {e}", b.path.display()));
+                    b.error = Some(BoardError::InFile { path: b.path.display().to_string(), line, error: Box::new(e) });
                     still.push(b);
                 }
             }
@@ -229,9 +224,10 @@ pub fn sources_of(board: &Board, all: &[Board]) -> BTreeSet<String> {
 }
 
 /// Writes `NAME.sql` (with an optional title line) atomically.
-pub fn save(dir: &Path, name: &str, sql: &str, title: Option<&str>) -> Result<PathBuf, String> {
+pub fn save(dir: &Path, name: &str, sql: &str, title: Option<&str>) -> Result<PathBuf, BoardError> {
     validate_name(name)?;
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {} ({e})", dir.display()))?;
+    let io = BoardError::Io;
+    std::fs::create_dir_all(dir).map_err(|e| io(format!("cannot create {} ({e})", dir.display())))?;
     let path = dir.join(format!("{name}.sql"));
     let mut text = String::new();
     if let Some(t) = title.filter(|t| !t.is_empty()) {
@@ -239,21 +235,51 @@ pub fn save(dir: &Path, name: &str, sql: &str, title: Option<&str>) -> Result<Pa
     }
     text.push_str(sql.trim().trim_end_matches(';').trim_end());
     text.push('\n');
-    let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| format!("cannot write in {} ({e})", dir.display()))?;
-    std::fs::write(tmp.path(), text).map_err(|e| format!("cannot write {} ({e})", path.display()))?;
-    tmp.persist(&path).map_err(|e| format!("cannot write {} ({})", path.display(), e.error))?;
+    let tmp =
+        tempfile::NamedTempFile::new_in(dir).map_err(|e| io(format!("cannot write in {} ({e})", dir.display())))?;
+    std::fs::write(tmp.path(), text).map_err(|e| io(format!("cannot write {} ({e})", path.display())))?;
+    tmp.persist(&path).map_err(|e| io(format!("cannot write {} ({})", path.display(), e.error)))?;
     Ok(path)
 }
 
 /// Moves board files to `boards/.deleted/<timestamp>/`, so a mistake can be undone.
-pub fn archive(dir: &Path, names: &[String]) -> Result<PathBuf, String> {
+pub fn archive(dir: &Path, names: &[String]) -> Result<PathBuf, BoardError> {
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ").to_string();
     let target = dir.join(".deleted").join(stamp);
-    std::fs::create_dir_all(&target).map_err(|e| format!("cannot create {} ({e})", target.display()))?;
+    std::fs::create_dir_all(&target)
+        .map_err(|e| BoardError::Io(format!("cannot create {} ({e})", target.display())))?;
     for n in names {
         let from = dir.join(format!("{n}.sql"));
         std::fs::rename(&from, target.join(format!("{n}.sql")))
-            .map_err(|e| format!("cannot move {} ({e})", from.display()))?;
+            .map_err(|e| BoardError::Io(format!("cannot move {} ({e})", from.display())))?;
     }
     Ok(target)
+}
+
+/// The board called `name` (`boards.` prefix allowed).
+pub fn find<'a>(all: &'a [Board], name: &str) -> Result<&'a Board, BoardError> {
+    let name = name.strip_prefix("boards.").unwrap_or(name);
+    all.iter().find(|b| b.name == name).ok_or_else(|| BoardError::Unknown {
+        name: name.to_string(),
+        known: all.iter().map(|b| b.name.as_str()).collect::<Vec<_>>().join(", "),
+    })
+}
+
+/// `jcsql.boards`: each board, its title, the sources it reads (through other boards too) and its error.
+pub fn meta_table(boards: Arc<RwLock<Vec<Board>>>) -> ComputedTable {
+    const COLUMNS: [&str; 7] = ["name", "title", "description", "sources", "tables", "error", "path"];
+    ComputedTable::new(text_schema(&COLUMNS), move || {
+        let all = boards.read().map(|b| b.clone()).unwrap_or_default();
+        let sources: Vec<Option<String>> =
+            all.iter().map(|b| Some(sources_of(b, &all).into_iter().collect::<Vec<_>>().join(", "))).collect();
+        text_batch(vec![
+            ("name", all.iter().map(|b| Some(b.name.clone())).collect()),
+            ("title", all.iter().map(|b| b.title.clone()).collect()),
+            ("description", all.iter().map(|b| b.description.clone()).collect()),
+            ("sources", sources),
+            ("tables", all.iter().map(|b| Some(b.tables.join(", "))).collect()),
+            ("error", all.iter().map(|b| b.error.as_ref().map(ToString::to_string)).collect()),
+            ("path", all.iter().map(|b| Some(b.path.display().to_string())).collect()),
+        ])
+    })
 }

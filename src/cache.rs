@@ -20,7 +20,7 @@ use datafusion::arrow::ipc::writer::FileWriter;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{JcsqlError, Result};
-use crate::jumpcloud::tables::TableDef;
+use crate::table::TableDef;
 
 const SNAPSHOT_KEY: &str = "jcsql.snapshot";
 
@@ -100,10 +100,6 @@ impl CachedTable {
 
     pub fn schema(&self) -> SchemaRef {
         self.def.schema()
-    }
-
-    pub fn file(&self) -> Option<&Path> {
-        self.file.as_deref()
     }
 
     /// The current snapshot, loading it from disk the first time (a warning comes back when

@@ -1,12 +1,14 @@
-//! DataFusion schemas over the cache: `jumpcloud` (one long-lived provider per table, plus its
-//! views) and `jcsql` (meta tables computed when queried).
+//! DataFusion schemas over the cache: one per connection (one long-lived provider per table,
+//! plus its views), the meta tables' building block ([`ComputedTable`]), and `jcsql.tables`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
-use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::array::{
+    ArrayRef, Float64Builder, Int64Builder, RecordBatch, StringArray, StringBuilder, TimestampMicrosecondBuilder,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::catalog::{SchemaProvider, Session, TableProvider};
 use datafusion::common::ScalarValue;
 use datafusion::datasource::memory::MemorySourceConfig;
@@ -15,19 +17,19 @@ use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPu
 use datafusion::physical_plan::ExecutionPlan;
 
 use crate::cache::CachedTable;
-use crate::jumpcloud::Connection;
+use crate::connection::Connection;
 
-/// A JumpCloud table. The provider never changes; the snapshot inside it is swapped on refresh,
-/// so views (boards) planned before a refresh read the new rows.
+/// A connection's table. The provider never changes; the snapshot inside it is swapped on
+/// refresh, so views (boards) planned before a refresh read the new rows.
 #[derive(Debug)]
-pub struct JumpCloudTable {
+pub struct ConnectionTable {
     conn: Arc<Connection>,
     table: Arc<CachedTable>,
 }
 
-impl JumpCloudTable {
+impl ConnectionTable {
     pub fn new(conn: Arc<Connection>, table: Arc<CachedTable>) -> Self {
-        JumpCloudTable { conn, table }
+        ConnectionTable { conn, table }
     }
 
     /// Parent ids named by `parent_col = 'x'` or `parent_col IN ('x', 'y')`.
@@ -77,7 +79,7 @@ fn parent_filter_values(f: &Expr, col: &str) -> Option<Vec<String>> {
 }
 
 #[async_trait]
-impl TableProvider for JumpCloudTable {
+impl TableProvider for ConnectionTable {
     fn schema(&self) -> SchemaRef {
         self.table.schema()
     }
@@ -116,24 +118,24 @@ impl TableProvider for JumpCloudTable {
     }
 }
 
-/// Schema `jumpcloud`: the tables of one connection and the views over them.
+/// A connection's schema (`jumpcloud`): its tables and the views over them.
 #[derive(Debug)]
-pub struct JumpCloudSchema {
+pub struct ConnectionSchema {
     tables: BTreeMap<String, Arc<dyn TableProvider>>,
     views: RwLock<BTreeMap<String, Arc<dyn TableProvider>>>,
 }
 
-impl JumpCloudSchema {
+impl ConnectionSchema {
     pub fn new(conn: &Arc<Connection>) -> Self {
         let tables = conn
             .tables()
             .iter()
             .map(|t| {
-                let p: Arc<dyn TableProvider> = Arc::new(JumpCloudTable::new(conn.clone(), t.clone()));
+                let p: Arc<dyn TableProvider> = Arc::new(ConnectionTable::new(conn.clone(), t.clone()));
                 (t.def.name.to_string(), p)
             })
             .collect();
-        JumpCloudSchema { tables, views: RwLock::new(BTreeMap::new()) }
+        ConnectionSchema { tables, views: RwLock::new(BTreeMap::new()) }
     }
 
     pub fn add_view(&self, name: &str, view: Arc<dyn TableProvider>) {
@@ -144,7 +146,7 @@ impl JumpCloudSchema {
 }
 
 #[async_trait]
-impl SchemaProvider for JumpCloudSchema {
+impl SchemaProvider for ConnectionSchema {
     fn table_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.tables.keys().cloned().collect();
         if let Ok(v) = self.views.read() {
@@ -204,4 +206,98 @@ impl TableProvider for ComputedTable {
         let exec = MemorySourceConfig::try_new(&[vec![batch]], self.schema(), projection.cloned())?.with_limit(limit);
         Ok(datafusion::datasource::memory::DataSourceExec::from_data_source(exec))
     }
+}
+
+pub fn timestamp_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+/// A batch of nullable text columns, for meta tables.
+pub fn text_batch(columns: Vec<(&str, Vec<Option<String>>)>) -> Result<RecordBatch> {
+    let arrays: Vec<ArrayRef> =
+        columns.iter().map(|(_, v)| Arc::new(StringArray::from(v.clone())) as ArrayRef).collect();
+    Ok(RecordBatch::try_new(text_schema(&columns.iter().map(|(n, _)| *n).collect::<Vec<_>>()), arrays)?)
+}
+
+pub fn text_schema(names: &[&str]) -> SchemaRef {
+    Arc::new(Schema::new(names.iter().map(|n| Field::new(*n, DataType::Utf8, true)).collect::<Vec<_>>()))
+}
+
+fn tables_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("schema_name", DataType::Utf8, false),
+        Field::new("table_name", DataType::Utf8, false),
+        Field::new("row_count", DataType::Int64, true),
+        Field::new("expected_rows", DataType::Int64, true),
+        Field::new("fetched_at", timestamp_type(), true),
+        Field::new("age_seconds", DataType::Float64, true),
+        Field::new("requests", DataType::Int64, true),
+        Field::new("duration_ms", DataType::Int64, true),
+        Field::new("status", DataType::Utf8, false),
+        Field::new("error", DataType::Utf8, true),
+        Field::new("primary_field", DataType::Utf8, true),
+        Field::new("description", DataType::Utf8, true),
+    ]))
+}
+
+/// `jcsql.tables`: one row per table of every connection, with its snapshot's facts and last error.
+pub fn tables_meta(connections: Vec<Arc<Connection>>) -> ComputedTable {
+    let schema = tables_schema();
+    ComputedTable::new(schema.clone(), move || {
+        let now = chrono::Utc::now().timestamp_micros();
+        let n: usize = connections.iter().map(|c| c.tables().len()).sum();
+        let mut schema_name = StringBuilder::new();
+        let mut table_name = StringBuilder::new();
+        let mut rows = Int64Builder::with_capacity(n);
+        let mut expected = Int64Builder::with_capacity(n);
+        let mut fetched = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+        let mut age = Float64Builder::with_capacity(n);
+        let mut requests = Int64Builder::with_capacity(n);
+        let mut duration = Int64Builder::with_capacity(n);
+        let mut status = StringBuilder::new();
+        let mut error = StringBuilder::new();
+        let mut primary = StringBuilder::new();
+        let mut description = StringBuilder::new();
+        for conn in &connections {
+            let max_age = conn.freshness().max_age.as_secs_f64();
+            for t in conn.tables() {
+                let (snap, _) = t.current();
+                let st = t.status();
+                schema_name.append_value(&conn.name);
+                table_name.append_value(t.def.name);
+                let meta = snap.meta.as_ref();
+                rows.append_option(meta.map(|m| m.rows as i64));
+                expected.append_option(meta.and_then(|m| m.expected_rows).map(|e| e as i64));
+                fetched.append_option(meta.map(|m| m.fetched_at_us));
+                let a = snap.age_seconds(now);
+                age.append_option(a);
+                requests.append_option(meta.map(|m| m.requests as i64));
+                duration.append_option(meta.map(|m| m.duration_ms as i64));
+                status.append_value(match (&st.error, a) {
+                    (Some(_), _) => "error",
+                    (None, None) => "not fetched",
+                    (None, Some(a)) if a < max_age => "fresh",
+                    (None, Some(_)) => "stale",
+                });
+                error.append_option(st.error.as_deref());
+                primary.append_option(t.def.primary);
+                description.append_value(t.def.description);
+            }
+        }
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(schema_name.finish()),
+            Arc::new(table_name.finish()),
+            Arc::new(rows.finish()),
+            Arc::new(expected.finish()),
+            Arc::new(fetched.finish()),
+            Arc::new(age.finish()),
+            Arc::new(requests.finish()),
+            Arc::new(duration.finish()),
+            Arc::new(status.finish()),
+            Arc::new(error.finish()),
+            Arc::new(primary.finish()),
+            Arc::new(description.finish()),
+        ];
+        Ok(RecordBatch::try_new(schema.clone(), cols)?)
+    })
 }

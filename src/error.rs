@@ -51,6 +51,21 @@ pub enum JcsqlError {
     #[error("unknown table {name}; the JumpCloud tables are: {known}")]
     UnknownTable { name: String, known: String },
 
+    #[error("{action} is disabled; enable it with `jcsql permissions enable {action}`")]
+    ActionDisabled { action: String },
+
+    #[error("{action} is refused: jcsql is read-only; allow actions with `jcsql permissions disable read_only`")]
+    ReadOnly { action: String },
+
+    #[error("unknown action {name}; the actions are: {known}")]
+    UnknownAction { name: String, known: String },
+
+    #[error("{0}")]
+    Board(#[from] BoardError),
+
+    #[error("{0}")]
+    Source(#[from] SourceError),
+
     #[error("{0}")]
     Config(String),
 
@@ -59,6 +74,61 @@ pub enum JcsqlError {
 
     #[error("cache: {0}")]
     Cache(String),
+}
+
+/// Why a board cannot be saved, loaded or found.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BoardError {
+    #[error("{name:?} cannot name a board: use lowercase letters, digits and _ (e.g. stale_devices)")]
+    BadName { name: String },
+    #[error("a board holds exactly one query; this file has {count}")]
+    NotOneQuery { count: usize },
+    #[error("a board must be a query (SELECT or WITH …), not a statement that changes something")]
+    NotAQuery,
+    #[error("boards are read-only, and this one calls the action {action}(); run actions from the prompt or with -c")]
+    CallsAction { action: String },
+    /// The query does not plan; the message is already explained (nearest names and all).
+    #[error("{0}")]
+    Query(String),
+    #[error("{path} line {line}: {error}")]
+    InFile { path: String, line: usize, error: Box<BoardError> },
+    #[error("no board named {name}; the boards are: {known}")]
+    Unknown { name: String, known: String },
+    #[error("board {name} not saved: {error}")]
+    NotSaved { name: String, error: Box<BoardError> },
+    #[error("board {name} was saved but does not load: {error}")]
+    SavedButBroken { name: String, error: String },
+    #[error("no boards folder is set")]
+    NoFolder,
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Why another tool's export cannot be registered.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SourceError {
+    #[error("{name:?} cannot name a source: use lowercase letters, digits and _ (e.g. hr or okta_export)")]
+    BadName { name: String },
+    #[error("{name} is taken by jcsql itself; pick another name")]
+    Reserved { name: String },
+    #[error("cannot read {path} ({reason})")]
+    Unreadable { path: String, reason: String },
+    #[error("{path} is not a CSV, JSON, NDJSON or Parquet file")]
+    UnknownFormat { path: String },
+    #[error("{path} holds no CSV, JSON, NDJSON or Parquet files")]
+    EmptyFolder { path: String },
+    #[error("{path} is not valid JSON ({reason})")]
+    BadJson { path: String, reason: String },
+    #[error("{path} must be an array of objects, one per row")]
+    NotRows { path: String },
+    #[error("cannot read {path}: {reason}")]
+    Read { path: String, reason: String },
+    #[error("{}", join_errors(.0))]
+    Several(Vec<SourceError>),
+    #[error("no source named {name}; the sources are: {known}")]
+    Unknown { name: String, known: String },
+    #[error("source {name} not connected: {error}")]
+    NotConnected { name: String, error: Box<SourceError> },
 }
 
 impl From<JcsqlError> for DataFusionError {
@@ -93,4 +163,8 @@ fn first_line(s: &str) -> &str {
 pub fn one_line(s: &str) -> String {
     let s = s.split("\n\nBacktrace").next().unwrap_or(s);
     s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn join_errors(errors: &[SourceError]) -> String {
+    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
 }

@@ -1,24 +1,31 @@
 //! jcsql: SQL over a JumpCloud directory, joined with the user's other tools.
 //!
-//! Data flows one way: JumpCloud API → [`jumpcloud::client`] → Arrow snapshots ([`cache`]) →
-//! table providers ([`catalog`]) → DataFusion → the front ends ([`cli`]). [`Engine`] is the
-//! embeddable entry point.
+//! Data flows one way: source → fetch ([`jumpcloud`], a [`connection::Connector`]) → Arrow
+//! snapshots ([`cache`]) → table providers ([`catalog`]) → DataFusion ([`engine::Engine`]) →
+//! the front ends ([`cli`]). Layers only point down: nothing outside `cli/` names `crate::cli`.
+//!
+//! | layer | modules |
+//! |---|---|
+//! | front ends | [`cli`] (commands, REPL, statement pipeline, output, progress, workspace commands) |
+//! | engine | [`engine`] |
+//! | saved views, other tools, actions | [`boards`], [`sources`], [`actions`] |
+//! | SQL catalog | [`catalog`], [`explain`] |
+//! | refresh policy and cache | [`connection`], [`cache`] |
+//! | connectors | [`jumpcloud`] (client, table definitions, simulator) |
+//! | vocabulary | [`table`] (table definitions, JSON → Arrow), [`error`] |
 
 pub mod actions;
 pub mod boards;
 pub mod cache;
 pub mod catalog;
+pub mod cli;
+pub mod connection;
 pub mod engine;
 pub mod error;
+pub mod explain;
 pub mod jumpcloud;
-
-pub use engine::{Engine, EngineOptions};
-pub use error::{JcsqlError, Result};
-pub mod cli;
-pub mod config;
-pub mod hints;
-pub mod output;
-pub mod progress;
-pub mod repl;
 pub mod sources;
-pub mod workspace;
+pub mod table;
+
+pub use engine::{ConnectionOptions, Engine, EngineOptions};
+pub use error::{JcsqlError, Result};

@@ -4,15 +4,17 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use datafusion::catalog::MemorySchemaProvider;
 use datafusion::common::TableReference;
 use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionContext};
 use serde::{Deserialize, Serialize};
 
-use crate::Engine;
-use crate::error::user_message;
+use crate::catalog::{ComputedTable, text_batch, text_schema};
+use crate::connection::Connection;
+use crate::error::{SourceError, user_message};
+use crate::table::relations_of;
 
 /// A source as stored in the config file.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -30,10 +32,10 @@ pub struct SourceStatus {
     pub path: PathBuf,
     /// Qualified table names (`hr`, `inventory.laptops`).
     pub tables: Vec<String>,
-    pub error: Option<String>,
+    pub error: Option<SourceError>,
 }
 
-/// Names that cannot be a source: they are schemas of jcsql's own.
+/// Names that cannot be a source: they are schemas of jcsql's own (connections' schemas too).
 pub const RESERVED: &[&str] = &["jumpcloud", "jcsql", "boards", "public", "information_schema", "datafusion"];
 
 /// `Device Inventory.csv` → `device_inventory`.
@@ -51,14 +53,14 @@ pub fn table_name_for(path: &Path) -> String {
     if out.chars().next().is_some_and(|c| c.is_ascii_digit()) { format!("t_{out}") } else { out }
 }
 
-pub fn validate_name(name: &str) -> Result<(), String> {
+/// A source's name must be a plain identifier and must not shadow a schema of jcsql's own
+/// (`taken` lists the connections' schemas).
+pub fn validate_name(name: &str, taken: &[String]) -> Result<(), SourceError> {
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
-        return Err(format!(
-            "{name:?} cannot name a source: use lowercase letters, digits and _ (e.g. hr or okta_export)"
-        ));
+        return Err(SourceError::BadName { name: name.to_string() });
     }
-    if RESERVED.contains(&name) {
-        return Err(format!("{name} is taken by jcsql itself; pick another name"));
+    if RESERVED.contains(&name) || taken.iter().any(|t| t == name) {
+        return Err(SourceError::Reserved { name: name.to_string() });
     }
     Ok(())
 }
@@ -72,9 +74,9 @@ fn is_data_file(p: &Path) -> bool {
 
 /// Registers one file as `table`, choosing the reader by extension (and, for `.json`, by
 /// whether the file is a JSON array or one object per line).
-async fn register_file(ctx: &SessionContext, table: TableReference, path: &Path) -> Result<(), String> {
+async fn register_file(ctx: &SessionContext, table: TableReference, path: &Path) -> Result<(), SourceError> {
     let shown = path.display().to_string();
-    std::fs::metadata(path).map_err(|e| format!("cannot read {shown} ({e})"))?;
+    std::fs::metadata(path).map_err(|e| SourceError::Unreadable { path: shown.clone(), reason: e.to_string() })?;
     let location = path.to_string_lossy().into_owned();
     let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).unwrap_or_default();
     let ext_with_dot = format!(".{}", path.extension().and_then(|e| e.to_str()).unwrap_or_default());
@@ -89,33 +91,32 @@ async fn register_file(ctx: &SessionContext, table: TableReference, path: &Path)
                 datafusion::datasource::file_format::options::JsonReadOptions::default().file_extension(&ext_with_dot);
             ctx.register_json(table, &location, opts).await
         }
-        _ => return Err(format!("{shown} is not a CSV, JSON, NDJSON or Parquet file")),
+        _ => return Err(SourceError::UnknownFormat { path: shown }),
     };
-    result.map_err(|e| format!("cannot read {shown}: {}", user_message(&e)))
+    result.map_err(|e| SourceError::Read { path: shown, reason: user_message(&e) })
 }
 
 /// A JSON array file (as most tools export), decoded into memory: DataFusion's own reader
 /// wants one object per line.
-fn register_json_array(ctx: &SessionContext, table: TableReference, path: &Path) -> Result<(), String> {
+fn register_json_array(ctx: &SessionContext, table: TableReference, path: &Path) -> Result<(), SourceError> {
     use datafusion::arrow::json::ReaderBuilder;
     use datafusion::arrow::json::reader::infer_json_schema_from_iterator;
-    let shown = path.display();
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {shown} ({e})"))?;
+    let shown = path.display().to_string();
+    let read = |e: &dyn std::fmt::Display| SourceError::Read { path: shown.clone(), reason: e.to_string() };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| SourceError::Unreadable { path: shown.clone(), reason: e.to_string() })?;
     let rows: Vec<serde_json::Value> =
-        serde_json::from_str(&text).map_err(|e| format!("{shown} is not valid JSON ({e})"))?;
+        serde_json::from_str(&text).map_err(|e| SourceError::BadJson { path: shown.clone(), reason: e.to_string() })?;
     if !rows.iter().all(serde_json::Value::is_object) {
-        return Err(format!("{shown} must be an array of objects, one per row"));
+        return Err(SourceError::NotRows { path: shown });
     }
-    let schema = Arc::new(
-        infer_json_schema_from_iterator(rows.iter().map(Ok)).map_err(|e| format!("cannot read {shown}: {e}"))?,
-    );
-    let mut decoder =
-        ReaderBuilder::new(schema.clone()).build_decoder().map_err(|e| format!("cannot read {shown}: {e}"))?;
-    decoder.serialize(&rows).map_err(|e| format!("cannot read {shown}: {e}"))?;
-    let batch = decoder.flush().map_err(|e| format!("cannot read {shown}: {e}"))?;
-    let table_data = datafusion::datasource::MemTable::try_new(schema, vec![batch.into_iter().collect()])
-        .map_err(|e| format!("cannot read {shown}: {e}"))?;
-    ctx.register_table(table, Arc::new(table_data)).map(|_| ()).map_err(|e| format!("cannot register {shown}: {e}"))
+    let schema = Arc::new(infer_json_schema_from_iterator(rows.iter().map(Ok)).map_err(|e| read(&e))?);
+    let mut decoder = ReaderBuilder::new(schema.clone()).build_decoder().map_err(|e| read(&e))?;
+    decoder.serialize(&rows).map_err(|e| read(&e))?;
+    let batch = decoder.flush().map_err(|e| read(&e))?;
+    let table_data =
+        datafusion::datasource::MemTable::try_new(schema, vec![batch.into_iter().collect()]).map_err(|e| read(&e))?;
+    ctx.register_table(table, Arc::new(table_data)).map(|_| ()).map_err(|e| read(&e))
 }
 
 fn starts_with_bracket(path: &Path) -> bool {
@@ -126,7 +127,7 @@ fn starts_with_bracket(path: &Path) -> bool {
 
 /// Registers a source in the engine's session; failures are kept in the status, not raised,
 /// so one broken source never stops the others.
-pub async fn register(engine: &Engine, cfg: &SourceConfig) -> SourceStatus {
+pub async fn register(ctx: &SessionContext, cfg: &SourceConfig, taken: &[String]) -> SourceStatus {
     let mut status = SourceStatus {
         name: cfg.name.clone(),
         kind: if cfg.path.is_dir() { "folder" } else { "file" },
@@ -134,16 +135,16 @@ pub async fn register(engine: &Engine, cfg: &SourceConfig) -> SourceStatus {
         tables: Vec::new(),
         error: None,
     };
-    if let Err(e) = validate_name(&cfg.name) {
+    if let Err(e) = validate_name(&cfg.name, taken) {
         status.error = Some(e);
         return status;
     }
-    let ctx = engine.context();
     if cfg.path.is_dir() {
         let mut files: Vec<PathBuf> = match std::fs::read_dir(&cfg.path) {
             Ok(rd) => rd.flatten().map(|e| e.path()).filter(|p| p.is_file() && is_data_file(p)).collect(),
             Err(e) => {
-                status.error = Some(format!("cannot read the folder {} ({e})", cfg.path.display()));
+                status.error =
+                    Some(SourceError::Unreadable { path: cfg.path.display().to_string(), reason: e.to_string() });
                 return status;
             }
         };
@@ -163,11 +164,13 @@ pub async fn register(engine: &Engine, cfg: &SourceConfig) -> SourceStatus {
         }
         status.tables.sort();
         if status.tables.is_empty() && errors.is_empty() {
-            errors.push(format!("{} holds no CSV, JSON, NDJSON or Parquet files", cfg.path.display()));
+            errors.push(SourceError::EmptyFolder { path: cfg.path.display().to_string() });
         }
-        if !errors.is_empty() {
-            status.error = Some(errors.join("; "));
-        }
+        status.error = match errors.len() {
+            0 => None,
+            1 => errors.pop(),
+            _ => Some(SourceError::Several(errors)),
+        };
     } else {
         match register_file(ctx, TableReference::bare(cfg.name.as_str()), &cfg.path).await {
             Ok(()) => status.tables.push(cfg.name.clone()),
@@ -194,8 +197,8 @@ fn quote_ident(s: &str) -> String {
 
 /// The primary field of a source's table: a unique, non-null column, preferring id-, email- and
 /// name-like columns. `None` when no column qualifies.
-pub async fn primary_field(engine: &Engine, table: &str) -> Option<String> {
-    let provider = engine.context().table_provider(table).await.ok()?;
+pub async fn primary_field(ctx: &SessionContext, table: &str) -> Option<String> {
+    let provider = ctx.table_provider(table).await.ok()?;
     let schema = provider.schema();
     let mut columns: Vec<String> = schema
         .fields()
@@ -213,10 +216,8 @@ pub async fn primary_field(engine: &Engine, table: &str) -> Option<String> {
         let q = quote_ident(&c);
         let sql =
             format!("select count(*) = count({q}) and count({q}) = count(distinct {q}) and count(*) > 0 from {table}");
-        let unique = engine.sql(&sql).await.ok().and_then(|b| {
-            b.first().and_then(|b| {
-                b.column(0).as_any().downcast_ref::<datafusion::arrow::array::BooleanArray>().map(|a| a.value(0))
-            })
+        let unique = collect(ctx, &sql).await.and_then(|b| {
+            b.column(0).as_any().downcast_ref::<datafusion::arrow::array::BooleanArray>().map(|a| a.value(0))
         });
         if unique == Some(true) {
             return Some(c);
@@ -238,31 +239,6 @@ pub struct JoinableField {
     pub kind: &'static str,
 }
 
-/// Relations JumpCloud defines: (table, column, other table, other column).
-const RELATIONS: &[(&str, &str, &str, &str)] = &[
-    ("users", "id", "jumpcloud.user_group_members", "user_id"),
-    ("users", "id", "jumpcloud.device_users", "user_id"),
-    ("users", "id", "jumpcloud.application_users", "user_id"),
-    ("users", "id", "jumpcloud.user_application_access", "user_id"),
-    ("users", "id", "jumpcloud.users", "manager_id"),
-    ("users", "id", "jumpcloud.devices", "primary_system_user_id"),
-    ("user_groups", "id", "jumpcloud.user_group_members", "group_id"),
-    ("user_groups", "id", "jumpcloud.application_user_groups", "group_id"),
-    ("devices", "id", "jumpcloud.device_users", "device_id"),
-    ("devices", "primary_system_user_id", "jumpcloud.users", "id"),
-    ("applications", "id", "jumpcloud.application_user_groups", "application_id"),
-    ("applications", "id", "jumpcloud.application_users", "application_id"),
-    ("applications", "id", "jumpcloud.user_application_access", "application_id"),
-    ("user_group_members", "user_id", "jumpcloud.users", "id"),
-    ("user_group_members", "group_id", "jumpcloud.user_groups", "id"),
-    ("device_users", "user_id", "jumpcloud.users", "id"),
-    ("device_users", "device_id", "jumpcloud.devices", "id"),
-    ("application_user_groups", "group_id", "jumpcloud.user_groups", "id"),
-    ("application_user_groups", "application_id", "jumpcloud.applications", "id"),
-    ("application_users", "user_id", "jumpcloud.users", "id"),
-    ("application_users", "application_id", "jumpcloud.applications", "id"),
-];
-
 /// Columns whose values identify people and machines across tools.
 const MATCHABLE: &[&str] = &[
     "id",
@@ -280,31 +256,28 @@ const MATCHABLE: &[&str] = &[
 /// `.fields TABLE`: the known relations of a JumpCloud table, then every column of the other
 /// sources whose values match one of TABLE's key columns (case-insensitively), best match first.
 pub async fn joinable_fields(
-    engine: &Engine,
+    ctx: &SessionContext,
+    connections: &[Arc<Connection>],
     table: &str,
     sources: &[SourceStatus],
 ) -> Result<Vec<JoinableField>, String> {
-    let ctx = engine.context();
-    let qualified = if ctx.table_provider(table).await.is_ok() {
-        table.to_string()
-    } else if ctx.table_provider(format!("jumpcloud.{table}")).await.is_ok() {
-        format!("jumpcloud.{table}")
-    } else {
-        return Err(format!("unknown table {table}; `.tables` lists the tables"));
-    };
-    let short = qualified.strip_prefix("jumpcloud.").unwrap_or(&qualified);
-    let mut out: Vec<JoinableField> = RELATIONS
-        .iter()
-        .filter(|(t, ..)| *t == short && qualified.starts_with("jumpcloud."))
-        .map(|(_, c, ot, oc)| JoinableField {
-            column: c.to_string(),
-            other_table: ot.to_string(),
-            other_column: oc.to_string(),
+    let qualified = qualify(ctx, connections, table)
+        .await
+        .ok_or_else(|| format!("unknown table {table}; `.tables` lists the tables"))?;
+    // Relations the definitions declare, when the table is a connection's.
+    let mut out: Vec<JoinableField> = Vec::new();
+    if let Some((schema, short)) = qualified.split_once('.')
+        && let Some(conn) = connections.iter().find(|c| c.name == schema)
+    {
+        out.extend(relations_of(short, conn.definitions, conn.views).into_iter().map(|r| JoinableField {
+            column: r.column,
+            other_table: format!("{schema}.{}", r.other_table),
+            other_column: r.other_column,
             match_rate: None,
             matched: None,
             kind: "relation",
-        })
-        .collect();
+        }));
+    }
     let provider = ctx.table_provider(qualified.as_str()).await.map_err(|e| user_message(&e))?;
     let schema = provider.schema();
     let keys: Vec<String> = schema
@@ -330,8 +303,7 @@ pub async fn joinable_fields(
                      (select distinct lower(cast({oc} as varchar)) as v from {other} where {oc} is not null) o \
                      left join (select distinct lower({kq}) as v from {qualified} where {kq} is not null) k on o.v = k.v"
                 );
-                let Ok(batches) = engine.sql(&sql).await else { continue };
-                let Some(b) = batches.first() else { continue };
+                let Some(b) = collect(ctx, &sql).await else { continue };
                 let ints = |i: usize| {
                     b.column(i).as_any().downcast_ref::<datafusion::arrow::array::Int64Array>().map(|a| a.value(0))
                 };
@@ -356,4 +328,39 @@ pub async fn joinable_fields(
     });
     out.extend(matches);
     Ok(out)
+}
+
+/// `table` as the session knows it: as written, else in the first connection's schema that has
+/// it (`devices` → `jumpcloud.devices`).
+pub async fn qualify(ctx: &SessionContext, connections: &[Arc<Connection>], table: &str) -> Option<String> {
+    if ctx.table_provider(table).await.is_ok() {
+        return Some(table.to_string());
+    }
+    for c in connections {
+        let q = format!("{}.{table}", c.name);
+        if ctx.table_provider(q.as_str()).await.is_ok() {
+            return Some(q);
+        }
+    }
+    None
+}
+
+/// The first batch of a query's result; `None` when it fails or is empty.
+async fn collect(ctx: &SessionContext, sql: &str) -> Option<datafusion::arrow::array::RecordBatch> {
+    ctx.sql(sql).await.ok()?.collect().await.ok()?.into_iter().next()
+}
+
+/// `jcsql.sources`: the other tools' exports, their tables and any error reading them.
+pub fn meta_table(sources: Arc<RwLock<Vec<SourceStatus>>>) -> ComputedTable {
+    const COLUMNS: [&str; 5] = ["name", "kind", "path", "tables", "error"];
+    ComputedTable::new(text_schema(&COLUMNS), move || {
+        let all = sources.read().map(|s| s.clone()).unwrap_or_default();
+        text_batch(vec![
+            ("name", all.iter().map(|s| Some(s.name.clone())).collect()),
+            ("kind", all.iter().map(|s| Some(s.kind.to_string())).collect()),
+            ("path", all.iter().map(|s| Some(s.path.display().to_string())).collect()),
+            ("tables", all.iter().map(|s| Some(s.tables.join(", "))).collect()),
+            ("error", all.iter().map(|s| s.error.as_ref().map(ToString::to_string)).collect()),
+        ])
+    })
 }

@@ -15,6 +15,7 @@ use serde_json::Value;
 use tokio::sync::{Mutex, Semaphore};
 
 use crate::error::{JcsqlError, Result, one_line};
+use crate::table::decode::PageDecoder;
 
 /// JumpCloud pages hold at most 100 records; asking for more is a 400.
 pub const PAGE_SIZE: u64 = 100;
@@ -71,6 +72,12 @@ impl ClientConfig {
             request_timeout: Duration::from_secs(60),
         }
     }
+
+    /// The same key on another org (sent as `x-org-id`), for multi-tenant administrators.
+    pub fn with_org(mut self, org_id: impl Into<String>) -> Self {
+        self.org_id = Some(org_id.into());
+        self
+    }
 }
 
 /// What a list fetch returned: its pages, each already converted by the caller.
@@ -98,17 +105,6 @@ struct PageOf<B> {
     total: Option<u64>,
     bytes: u64,
     attempts: u64,
-}
-
-/// Turns the JSON array of a page's records into what the caller keeps, while it is parsed, so
-/// no intermediate `serde_json::Value` is built.
-pub trait PageDecoder: Sync {
-    type Page: Send;
-    /// The page and the number of records it held.
-    fn decode_records<'de, D: serde::Deserializer<'de>>(
-        &self,
-        records: D,
-    ) -> std::result::Result<(Self::Page, u64), D::Error>;
 }
 
 /// Counts a page's records and keeps nothing.
@@ -197,13 +193,6 @@ impl<'de, P: PageDecoder> Visitor<'de> for OptionalRecords<'_, P> {
 }
 
 /// Counters shared by every request of a connection.
-#[derive(Debug, Default)]
-pub struct RequestStats {
-    pub requests: AtomicU64,
-    pub retries: AtomicU64,
-    pub bytes: AtomicU64,
-}
-
 /// Called after each page with the number of records it held and the server's count.
 pub type PageCallback<'a> = &'a (dyn Fn(u64, Option<u64>) + Send + Sync);
 
@@ -213,7 +202,8 @@ pub struct JumpCloudClient {
     cfg: Arc<ClientConfig>,
     in_flight: Arc<Semaphore>,
     pace: Arc<Mutex<Instant>>,
-    stats: Arc<RequestStats>,
+    /// HTTP requests sent, retries and writes included.
+    requests: Arc<AtomicU64>,
 }
 
 struct Page {
@@ -255,7 +245,7 @@ impl JumpCloudClient {
             http,
             in_flight: Arc::new(Semaphore::new(cfg.max_in_flight.max(1))),
             pace: Arc::new(Mutex::new(Instant::now())),
-            stats: Arc::new(RequestStats::default()),
+            requests: Arc::new(AtomicU64::new(0)),
             cfg: Arc::new(cfg),
         })
     }
@@ -264,17 +254,13 @@ impl JumpCloudClient {
         &self.cfg
     }
 
-    pub fn stats(&self) -> &RequestStats {
-        &self.stats
-    }
-
     pub fn requests_made(&self) -> u64 {
-        self.stats.requests.load(Ordering::Relaxed)
+        self.requests.load(Ordering::Relaxed)
     }
 
-    fn url(&self, v2: bool, path: &str) -> String {
-        let api = if v2 { "/api/v2" } else { "/api" };
-        format!("{}{api}{path}", self.cfg.base_url)
+    /// `path` is below `/api`: `/systemusers` (v1) or `/v2/usergroups` (v2).
+    fn url(&self, path: &str) -> String {
+        format!("{}/api{path}", self.cfg.base_url)
     }
 
     fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
@@ -315,9 +301,9 @@ impl JumpCloudClient {
 
     /// A GET with the limiter, retries on 429 / 5xx / transport errors, and JumpCloud's error
     /// bodies mapped to [`JcsqlError`].
-    async fn get(&self, v2: bool, path: &str, query: &[(&str, String)]) -> Result<Page> {
-        let url = self.url(v2, path);
-        let what = format!("GET {}{path}", if v2 { "/api/v2" } else { "/api" });
+    async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Page> {
+        let url = self.url(path);
+        let what = format!("GET /api{path}");
         let mut attempt = 0u32;
         loop {
             attempt += 1;
@@ -326,7 +312,7 @@ impl JumpCloudClient {
                 base_url: self.cfg.base_url.clone(),
                 reason: "the request limiter was closed".into(),
             })?;
-            self.stats.requests.fetch_add(1, Ordering::Relaxed);
+            self.requests.fetch_add(1, Ordering::Relaxed);
             let sent = self.request(reqwest::Method::GET, &url).query(query).send().await;
             let outcome = match sent {
                 Ok(resp) => {
@@ -353,7 +339,6 @@ impl JumpCloudClient {
             drop(permit);
             match outcome {
                 Ok((status, total, _, body)) if status.is_success() => {
-                    self.stats.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
                     return Ok(Page { body, total, attempts: attempt as u64 });
                 }
                 Ok((status, _, retry_after, body)) if is_retryable(status) => {
@@ -366,7 +351,6 @@ impl JumpCloudClient {
                             message: error_message(status, &body),
                         });
                     }
-                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(%status, attempt, "retrying {what}");
                     tokio::time::sleep(self.backoff(attempt, retry_after)).await;
                 }
@@ -378,7 +362,6 @@ impl JumpCloudClient {
                             reason: transport_reason(&e),
                         });
                     }
-                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
                     tokio::time::sleep(self.backoff(attempt, None)).await;
                 }
             }
@@ -387,7 +370,7 @@ impl JumpCloudClient {
 
     async fn v1_page<P: PageDecoder>(&self, path: &str, skip: u64, limit: u64, decoder: &P) -> Result<PageOf<P::Page>> {
         let query = [("limit", limit.to_string()), ("skip", skip.to_string()), ("sort", "_id".to_string())];
-        let page = self.get(false, path, &query).await?;
+        let page = self.get(path, &query).await?;
         let what = || format!("GET /api{path}");
         let (results, total) = parse_body(&page.body, V1Envelope(decoder))
             .map_err(|e| JcsqlError::Decode { what: what(), reason: e.to_string() })?;
@@ -413,9 +396,9 @@ impl JumpCloudClient {
         let mut query: Vec<(&str, String)> = extra.iter().map(|(k, v)| (*k, v.to_string())).collect();
         query.push(("limit", limit.to_string()));
         query.push(("skip", skip.to_string()));
-        let page = self.get(true, path, &query).await?;
+        let page = self.get(path, &query).await?;
         let (decoded, rows) = parse_body(&page.body, Records(decoder))
-            .map_err(|e| JcsqlError::Decode { what: format!("GET /api/v2{path}"), reason: e.to_string() })?;
+            .map_err(|e| JcsqlError::Decode { what: format!("GET /api{path}"), reason: e.to_string() })?;
         Ok(PageOf { page: decoded, rows, total: page.total, bytes: page.body.len() as u64, attempts: page.attempts })
     }
 
@@ -424,29 +407,31 @@ impl JumpCloudClient {
         self.v1_page("/systemusers", 0, 1, &CountRecords).await.map(|_| ())
     }
 
-    /// Every record of a v1 list (`{totalCount, results}`), sorted by `_id` for stable paging;
-    /// the pages after the first are fetched concurrently once the count is known.
-    pub async fn list_v1<P: PageDecoder>(
-        &self,
-        path: &str,
-        on_page: PageCallback<'_>,
-        decoder: &P,
-    ) -> Result<Listing<P::Page>> {
-        self.list(on_page, |skip| self.v1_page(path, skip, PAGE_SIZE, decoder)).await
-    }
-
-    /// Every record of a v2 list (JSON array, count in `x-total-count`).
-    pub async fn list_v2<P: PageDecoder>(
+    /// Every record of a list. v2 paths (`/v2/…`) answer a JSON array with the count in
+    /// `x-total-count`; v1 paths answer `{totalCount, results}` and are sorted by `_id` for
+    /// stable paging. The pages after the first are fetched concurrently once the count is known.
+    pub async fn list<P: PageDecoder>(
         &self,
         path: &str,
         query: &[(&str, &str)],
         on_page: PageCallback<'_>,
         decoder: &P,
     ) -> Result<Listing<P::Page>> {
-        self.list(on_page, |skip| self.v2_page(path, query, skip, PAGE_SIZE, decoder)).await
+        if path.starts_with("/v2/") {
+            self.all_pages(on_page, |skip| self.v2_page(path, query, skip, PAGE_SIZE, decoder)).await
+        } else {
+            self.all_pages(on_page, |skip| self.v1_page(path, skip, PAGE_SIZE, decoder)).await
+        }
     }
 
-    async fn list<'a, B: Send, F, Fut>(&'a self, on_page: PageCallback<'_>, page: F) -> Result<Listing<B>>
+    /// One object as JSON (`GET /api{path}`), e.g. a user before an action changes it.
+    pub async fn get_object(&self, path: &str) -> Result<Value> {
+        let page = self.get(path, &[]).await?;
+        serde_json::from_slice(&page.body)
+            .map_err(|e| JcsqlError::Decode { what: format!("GET /api{path}"), reason: e.to_string() })
+    }
+
+    async fn all_pages<'a, B: Send, F, Fut>(&'a self, on_page: PageCallback<'_>, page: F) -> Result<Listing<B>>
     where
         F: Fn(u64) -> Fut,
         Fut: Future<Output = Result<PageOf<B>>> + 'a,
@@ -498,20 +483,20 @@ impl JumpCloudClient {
         Ok(listing)
     }
 
-    /// Sends a write (POST) once: writes are never retried, since a retry of a create that
+    /// Sends a write (any method) once: writes are never retried, since a retry of a create that
     /// did happen would change its outcome. Non-2xx statuses are returned, not raised, so
     /// callers can map 409 / 404 to statuses; 401 and transport errors are raised.
-    pub async fn post(&self, v2: bool, path: &str, body: &Value) -> Result<WriteResponse> {
-        let url = self.url(v2, path);
-        let what = format!("POST {}{path}", if v2 { "/api/v2" } else { "/api" });
+    pub async fn write(&self, method: reqwest::Method, path: &str, body: &Value) -> Result<WriteResponse> {
+        let url = self.url(path);
+        let what = format!("{method} /api{path}");
         self.wait_for_pace().await;
         let _permit = self.in_flight.acquire().await.map_err(|_| JcsqlError::Network {
             base_url: self.cfg.base_url.clone(),
             reason: "the request limiter was closed".into(),
         })?;
-        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        self.requests.fetch_add(1, Ordering::Relaxed);
         let resp = self
-            .request(reqwest::Method::POST, &url)
+            .request(method, &url)
             .header("content-type", "application/json")
             .body(body.to_string())
             .send()

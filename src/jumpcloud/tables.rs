@@ -1,241 +1,18 @@
-//! One definition per JumpCloud table: where its rows come from, how each JSON field becomes an
-//! Arrow column, and which field is its primary one. Adding a table means adding one definition
-//! to [`all_tables`]; the client, cache, catalog and simulator tests all iterate over that list.
-//!
-//! Column names follow DESIGN §3: snake_case of the API field (`jobTitle` → `job_title`,
-//! `_id` → `id`), scalar leaves of one-level objects flattened as `parent_child`, references
-//! suffixed `_id`, date fields as `Timestamp(Microsecond, "UTC")`, arrays and deep objects as
-//! JSON text with secrets removed.
+//! The JumpCloud tables, one definition each. Adding a table is one definition in [`all_tables`]
+//! plus its simulator route; the client, cache, catalog, `.fields` and the tests iterate over
+//! this list. v1 paths (`/systemusers`) answer `{totalCount, results}`; v2 paths (`/v2/…`) a
+//! JSON array with `x-total-count`.
 
-use std::collections::HashMap;
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
-use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use datafusion::error::DataFusionError;
-use serde_json::Value;
-
-use super::decode::{FieldPlan, PageBuilder};
-
-/// Where a table's rows come from.
-#[derive(Debug, Clone)]
-pub enum Source {
-    /// A v1 list: `GET /api{path}` answering `{totalCount, results}`.
-    V1List { path: &'static str },
-    /// A v2 list: `GET /api/v2{path}` answering a JSON array with `x-total-count`.
-    V2List { path: &'static str },
-    /// A v2 graph list fetched once per row of `parent` (`{id}` in `path` is the parent's id).
-    PerParent { parent: &'static str, path: &'static str, query: &'static [(&'static str, &'static str)] },
-}
-
-/// How one JSON value becomes one Arrow value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Text,
-    Bool,
-    Int,
-    Timestamp,
-    /// Arrays and objects holding more than scalars, kept as JSON text (secrets removed).
-    Json,
-    /// An id of another object; the column name gets an `_id` suffix.
-    Reference,
-    /// The id of the parent object a relation row was fetched for.
-    ParentId,
-    /// When the snapshot holding the row was fetched.
-    FetchedAt,
-}
-
-impl Kind {
-    pub fn data_type(self) -> DataType {
-        match self {
-            Kind::Text | Kind::Json | Kind::Reference | Kind::ParentId => DataType::Utf8,
-            Kind::Bool => DataType::Boolean,
-            Kind::Int => DataType::Int64,
-            Kind::Timestamp | Kind::FetchedAt => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Column {
-    pub name: String,
-    /// Dot-separated JSON path (`mfa.configured`); the first segment may list alternatives
-    /// separated by `|` (`_id|id`), the first one present wins.
-    pub path: &'static str,
-    pub kind: Kind,
-    pub description: &'static str,
-}
-
-impl Column {
-    fn new(path: &'static str, kind: Kind, description: &'static str) -> Self {
-        Column { name: column_name(path, kind), path, kind, description }
-    }
-
-    fn named(mut self, name: &str) -> Self {
-        self.name = name.to_string();
-        self
-    }
-}
-
-/// The column name DESIGN §3 gives a JSON path.
-pub fn column_name(path: &str, kind: Kind) -> String {
-    let first = path.split('|').next().unwrap_or(path);
-    let name = first
-        .split('.')
-        .map(|part| if part == "_id" { "id".to_string() } else { snake_case(part) })
-        .collect::<Vec<_>>()
-        .join("_");
-    if kind == Kind::Reference && !name.ends_with("_id") { format!("{name}_id") } else { name }
-}
-
-/// `jobTitle` → `job_title`, `remoteIP` → `remote_ip`, `modifySSHDConfig` → `modify_sshd_config`.
-pub fn snake_case(s: &str) -> String {
-    let chars: Vec<char> = s.chars().collect();
-    let mut out = String::with_capacity(s.len() + 4);
-    for (i, &c) in chars.iter().enumerate() {
-        if c.is_uppercase() {
-            let prev_lower = i > 0 && (chars[i - 1].is_lowercase() || chars[i - 1].is_ascii_digit());
-            let next_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
-            let prev_upper = i > 0 && chars[i - 1].is_uppercase();
-            if i > 0 && !out.ends_with('_') && (prev_lower || (prev_upper && next_lower)) {
-                out.push('_');
-            }
-            out.extend(c.to_lowercase());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-#[derive(Debug)]
-pub struct TableDef {
-    pub name: &'static str,
-    pub description: &'static str,
-    pub source: Source,
-    pub columns: Vec<Column>,
-    /// The field a person would name a row by (DESIGN §3); recorded in the Arrow metadata.
-    pub primary: Option<&'static str>,
-    /// Columns that identify a row, for de-duplication across pages.
-    pub key: &'static [&'static str],
-    schema: SchemaRef,
-    pub(crate) plan: FieldPlan,
-}
-
-pub const PRIMARY_FIELD_KEY: &str = "jcsql.primary_field";
-
-impl TableDef {
-    fn new(
-        name: &'static str,
-        description: &'static str,
-        source: Source,
-        primary: Option<&'static str>,
-        key: &'static [&'static str],
-        mut columns: Vec<Column>,
-    ) -> Self {
-        columns.push(Column::new("_fetched_at", Kind::FetchedAt, "When jcsql fetched this row from JumpCloud."));
-        // Only the primary field carries metadata: DataFusion compares field and schema
-        // metadata across UNION branches, so descriptions stay in the definition.
-        let fields: Vec<Field> = columns
-            .iter()
-            .map(|c| {
-                let field = Field::new(&c.name, c.kind.data_type(), true);
-                if Some(c.name.as_str()) == primary {
-                    field.with_metadata(HashMap::from([(PRIMARY_FIELD_KEY.to_string(), "true".to_string())]))
-                } else {
-                    field
-                }
-            })
-            .collect();
-        let schema = Arc::new(Schema::new(fields));
-        let plan = FieldPlan::new(&columns, key);
-        TableDef { name, description, source, columns, primary, key, schema, plan }
-    }
-
-    pub fn schema(&self) -> SchemaRef {
-        self.schema.clone()
-    }
-
-    /// The column holding the parent's id, for relation tables.
-    pub fn parent_column(&self) -> Option<&str> {
-        self.columns.iter().find(|c| c.kind == Kind::ParentId).map(|c| c.name.as_str())
-    }
-
-    pub fn column(&self, name: &str) -> Option<&Column> {
-        self.columns.iter().find(|c| c.name == name)
-    }
-
-    /// Builds one batch from records already decoded (a write's response, a test's fixture);
-    /// `parent` is the id of the object relation rows were fetched for.
-    pub fn to_batch(
-        &self,
-        records: &[Value],
-        parent: Option<&str>,
-        fetched_at_us: i64,
-    ) -> datafusion::error::Result<RecordBatch> {
-        let mut page = PageBuilder::new(self, parent, fetched_at_us, records.len());
-        for r in records {
-            page.push(r).map_err(|e| DataFusionError::Execution(format!("{}: {e}", self.name)))?;
-        }
-        Ok(page.finish()?.batch)
-    }
-}
-
-/// `2021-02-12T17:45:42.369Z`, an offset date-time, or a bare date; anything else is NULL,
-/// since one odd value must not fail a whole table.
-pub fn parse_timestamp_us(s: &str) -> Option<i64> {
-    let s = s.trim();
-    if s.is_empty() {
-        return None;
-    }
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
-        return Some(t.timestamp_micros());
-    }
-    if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f") {
-        return Some(t.and_utc().timestamp_micros());
-    }
-    if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f") {
-        return Some(t.and_utc().timestamp_micros());
-    }
-    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .ok()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|t| t.and_utc().timestamp_micros())
-}
-
-/// Keys that hold credentials in JumpCloud objects (device `systemToken`, SAML private keys,
-/// passwords, shared secrets). They never reach a column, even inside JSON text.
-pub fn is_secret_key(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    ["password", "token", "secret", "privatekey", "private_key", "apikey", "api_key"].iter().any(|s| k.contains(s))
-        && !matches!(k.as_str(), "passwordless_sudo" | "password_never_expires" | "password_expired")
-}
-
-fn strip_secrets(v: &Value) -> Value {
-    match v {
-        Value::Object(o) => Value::Object(
-            o.iter().filter(|(k, _)| !is_secret_key(k)).map(|(k, v)| (k.clone(), strip_secrets(v))).collect(),
-        ),
-        Value::Array(a) => Value::Array(a.iter().map(strip_secrets).collect()),
-        other => other.clone(),
-    }
-}
-
-pub fn redacted_json(v: &Value) -> String {
-    strip_secrets(v).to_string()
-}
-
-// ---------------------------------------------------------------------------------------------
-// The tables
-// ---------------------------------------------------------------------------------------------
-
-use Kind::*;
+use crate::table::Kind::*;
+use crate::table::{Column, Source, TableDef, ViewDef};
 
 fn users() -> TableDef {
     TableDef::new(
         "users",
         "People in the directory (v1 /systemusers).",
-        Source::V1List { path: "/systemusers" },
+        Source::List { path: "/systemusers" },
         Some("email"),
         &["id"],
         vec![
@@ -277,7 +54,7 @@ fn users() -> TableDef {
             Column::new("employeeType", Text, "Employee type (full-time, contractor, ...)."),
             Column::new("location", Text, "Office or location."),
             Column::new("description", Text, "Free-text description."),
-            Column::new("manager", Reference, "Id of the user's manager (a users.id)."),
+            Column::new("manager", Reference, "Id of the user's manager (a users.id).").refers_to("users"),
             Column::new("alternateEmail", Text, "Alternate email address."),
             Column::new("recoveryEmail.address", Text, "Recovery email address."),
             Column::new("recoveryEmail.verified", Bool, "The recovery email is verified."),
@@ -309,13 +86,14 @@ fn users() -> TableDef {
             Column::new("admin", Json, "Admin role, when the user is also an administrator (JSON)."),
         ],
     )
+    .with_spec("systemuserreturn")
 }
 
 fn user_groups() -> TableDef {
     TableDef::new(
         "user_groups",
         "User groups (v2 /usergroups).",
-        Source::V2List { path: "/usergroups" },
+        Source::List { path: "/v2/usergroups" },
         Some("name"),
         &["id"],
         vec![
@@ -345,13 +123,14 @@ fn user_groups() -> TableDef {
             Column::new("organizationObjectId", Text, "Id of the organization.").named("organization_id"),
         ],
     )
+    .with_spec("UserGroup")
 }
 
 fn devices() -> TableDef {
     TableDef::new(
         "devices",
         "Devices (systems) running the JumpCloud agent (v1 /systems).",
-        Source::V1List { path: "/systems" },
+        Source::List { path: "/systems" },
         Some("display_name"),
         &["id"],
         vec![
@@ -371,7 +150,8 @@ fn devices() -> TableDef {
             Column::new("fde.active", Bool, "Full-disk encryption is on."),
             Column::new("fde.keyPresent", Bool, "JumpCloud holds the recovery key."),
             Column::new("remoteIP", Text, "Public IP address last seen."),
-            Column::new("primarySystemUser.id", Text, "Id of the device's primary user (a users.id)."),
+            Column::new("primarySystemUser.id", Text, "Id of the device's primary user (a users.id).")
+                .refers_to("users"),
             Column::new("description", Text, "Description."),
             Column::new("hwVendor", Text, "Hardware vendor."),
             Column::new("templateName", Text, "Agent template."),
@@ -427,13 +207,14 @@ fn devices() -> TableDef {
             Column::new("provisionMetadata", Json, "How the device was provisioned (JSON)."),
         ],
     )
+    .with_spec("JcSystem")
 }
 
 fn applications() -> TableDef {
     TableDef::new(
         "applications",
         "SSO applications (v1 /applications).",
-        Source::V1List { path: "/applications" },
+        Source::List { path: "/applications" },
         Some("display_label"),
         &["id"],
         vec![
@@ -463,6 +244,7 @@ fn applications() -> TableDef {
             Column::new("databaseAttributes", Json, "Attribute mappings (JSON array)."),
         ],
     )
+    .with_spec("application")
 }
 
 /// A graph (edge) table fetched once per parent: `{parent_col}` is the parent's id and
@@ -475,6 +257,8 @@ struct Edge {
     query: &'static [(&'static str, &'static str)],
     parent_col: &'static str,
     target_col: &'static str,
+    /// The table whose rows the edges point to.
+    target: &'static str,
     key: &'static [&'static str],
 }
 
@@ -482,11 +266,13 @@ impl Edge {
     fn table(self, extra: Vec<Column>) -> TableDef {
         let mut columns = vec![
             Column::new("parent", ParentId, "Id of the object the edge starts from.").named(self.parent_col),
-            Column::new("to.id", Text, "Id of the object the edge points to.").named(self.target_col),
+            Column::new("to.id", Text, "Id of the object the edge points to.")
+                .named(self.target_col)
+                .refers_to(self.target),
         ];
         columns.extend(extra);
         let source = Source::PerParent { parent: self.parent, path: self.path, query: self.query };
-        TableDef::new(self.name, self.description, source, None, self.key, columns)
+        TableDef::new(self.name, self.description, source, None, self.key, columns).with_spec("GraphConnection")
     }
 }
 
@@ -495,10 +281,11 @@ fn user_group_members() -> TableDef {
         name: "user_group_members",
         description: "Direct members of each user group (v2 /usergroups/{id}/members).",
         parent: "user_groups",
-        path: "/usergroups/{id}/members",
+        path: "/v2/usergroups/{id}/members",
         query: &[],
         parent_col: "group_id",
         target_col: "user_id",
+        target: "users",
         key: &["user_id"],
     }
     .table(vec![])
@@ -509,10 +296,11 @@ fn device_users() -> TableDef {
         name: "device_users",
         description: "Users bound to each device (v2 /systems/{id}/associations?targets=user).",
         parent: "devices",
-        path: "/systems/{id}/associations",
+        path: "/v2/systems/{id}/associations",
         query: &[("targets", "user")],
         parent_col: "device_id",
         target_col: "user_id",
+        target: "users",
         key: &["user_id"],
     }
     .table(vec![
@@ -527,10 +315,11 @@ fn application_user_groups() -> TableDef {
         name: "application_user_groups",
         description: "User groups bound to each application (v2 /applications/{id}/associations?targets=user_group).",
         parent: "applications",
-        path: "/applications/{id}/associations",
+        path: "/v2/applications/{id}/associations",
         query: &[("targets", "user_group")],
         parent_col: "application_id",
         target_col: "group_id",
+        target: "user_groups",
         key: &["group_id"],
     }
     .table(vec![])
@@ -541,10 +330,11 @@ fn application_users() -> TableDef {
         name: "application_users",
         description: "Users bound directly to each application (v2 /applications/{id}/associations?targets=user).",
         parent: "applications",
-        path: "/applications/{id}/associations",
+        path: "/v2/applications/{id}/associations",
         query: &[("targets", "user")],
         parent_col: "application_id",
         target_col: "user_id",
+        target: "users",
         key: &["user_id"],
     }
     .table(vec![])
@@ -568,45 +358,122 @@ pub fn all_tables() -> &'static [TableDef] {
     &TABLES
 }
 
+/// The definition of `name` (`users`; a schema prefix such as `jumpcloud.` is ignored).
 pub fn table(name: &str) -> Option<&'static TableDef> {
-    let name = name.strip_prefix("jumpcloud.").unwrap_or(name);
+    let name = name.rsplit('.').next().unwrap_or(name);
     TABLES.iter().find(|t| t.name == name)
 }
 
-/// Views over the tables above, created in schema `jumpcloud` (name, SQL, description).
-pub const VIEWS: &[(&str, &str, &str)] = &[(
-    "user_application_access",
-    "SELECT au.user_id, au.application_id, CAST(NULL AS VARCHAR) AS via_group_id \
-     FROM jumpcloud.application_users au \
-     UNION ALL \
-     SELECT m.user_id, ag.application_id, ag.group_id AS via_group_id \
-     FROM jumpcloud.application_user_groups ag \
-     JOIN jumpcloud.user_group_members m ON m.group_id = ag.group_id",
-    "Every path by which a user reaches an application: directly (via_group_id NULL) or through a group.",
-)];
+/// Views over the tables above, created in the connection's schema.
+pub static VIEWS: &[ViewDef] = &[ViewDef {
+    name: "user_application_access",
+    sql: "SELECT au.user_id, au.application_id, CAST(NULL AS VARCHAR) AS via_group_id \
+          FROM {schema}.application_users au \
+          UNION ALL \
+          SELECT m.user_id, ag.application_id, ag.group_id AS via_group_id \
+          FROM {schema}.application_user_groups ag \
+          JOIN {schema}.user_group_members m ON m.group_id = ag.group_id",
+    description: "Every path by which a user reaches an application: directly (via_group_id NULL) or through a group.",
+    references: &[("user_id", "users"), ("application_id", "applications"), ("via_group_id", "user_groups")],
+}];
 
 #[cfg(test)]
-mod tests {
-    use super::*;
+mod decode_tests {
+    //! The decoder on JumpCloud's shapes (`_id` and `id`, nested and reference fields, secrets).
+    use crate::jumpcloud::tables;
+    use crate::table::decode::*;
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::datatypes::{Int64Type, TimestampMicrosecondType};
+    use serde_json::Value;
 
-    #[test]
-    fn names_follow_the_column_rule() {
-        assert_eq!(snake_case("jobTitle"), "job_title");
-        assert_eq!(snake_case("remoteIP"), "remote_ip");
-        assert_eq!(snake_case("modifySSHDConfig"), "modify_sshd_config");
-        assert_eq!(snake_case("amazonInstanceID"), "amazon_instance_id");
-        assert_eq!(snake_case("passwordAPFSValid"), "password_apfs_valid");
-        assert_eq!(column_name("mfa.exclusionUntil", Kind::Timestamp), "mfa_exclusion_until");
-        assert_eq!(column_name("manager", Kind::Reference), "manager_id");
-        assert_eq!(column_name("primarySystemUser.id", Kind::Text), "primary_system_user_id");
+    fn decode(table: &str, parent: Option<&str>, body: &str) -> PageRows {
+        let def = tables::table(table).expect("table");
+        let mut de = serde_json::Deserializer::from_str(body);
+        let (page, rows) = TablePage { def, parent, fetched_at_us: 7 }.decode_records(&mut de).expect("decodes");
+        de.end().expect("nothing after the array");
+        assert_eq!(rows as usize, page.batch.num_rows());
+        page
+    }
+
+    fn text(page: &PageRows, col: &str) -> Vec<Option<String>> {
+        let a = page.batch.column_by_name(col).expect(col).as_string::<i32>();
+        (0..a.len()).map(|i| a.is_valid(i).then(|| a.value(i).to_string())).collect()
     }
 
     #[test]
-    fn secrets_never_reach_json_text() {
-        let v: Value = serde_json::json!({"idpPrivateKey": {"value": "x"}, "acsUrl": {"value": "u"},
-            "nested": [{"systemToken": "t", "ok": 1}]});
-        let s = redacted_json(&v);
-        assert!(!s.contains("idpPrivateKey") && !s.contains("systemToken"), "{s}");
-        assert!(s.contains("acsUrl") && s.contains("\"ok\":1"));
+    fn fields_land_in_their_columns_and_the_rest_is_skipped() {
+        let page = decode(
+            "users",
+            None,
+            r#"[
+              {"_id": null, "id": "u1", "username": "ann\u00e9", "unknown": {"deep": [1, {"x": 2}]},
+               "mfa": {"configured": true, "exclusionUntil": "2026-01-02T03:04:05Z", "other": [1]},
+               "manager": {"_id": "m1"}, "unix_uid": "5001", "badLoginAttempts": 3.0,
+               "attributes": [{"name": "costCenter", "value": "7", "apiToken": "t0p"}],
+               "suspended": "true", "created": 1700000000000},
+              {"_id": "u2", "id": "ignored", "username": "bo", "mfa": null, "manager": "m2",
+               "unix_uid": 18446744073709551615, "attributes": "plain", "suspended": 1}
+            ]"#,
+        );
+        assert_eq!(text(&page, "id"), [Some("u1".into()), Some("u2".into())]);
+        assert_eq!(text(&page, "username"), [Some("anné".into()), Some("bo".into())]);
+        assert_eq!(text(&page, "manager_id"), [Some("m1".into()), Some("m2".into())]);
+        assert_eq!(
+            text(&page, "attributes"),
+            [Some(r#"[{"name":"costCenter","value":"7"}]"#.into()), Some(r#""plain""#.into())]
+        );
+        let b = page.batch.column_by_name("mfa_configured").expect("col").as_boolean();
+        assert_eq!((b.value(0), b.is_null(1)), (true, true));
+        let s = page.batch.column_by_name("suspended").expect("col").as_boolean();
+        assert_eq!((s.value(0), s.is_null(1)), (true, true));
+        let uid = page.batch.column_by_name("unix_uid").expect("col").as_primitive::<Int64Type>();
+        assert_eq!((uid.value(0), uid.value(1)), (5001, u64::MAX as f64 as i64));
+        let bad = page.batch.column_by_name("bad_login_attempts").expect("col").as_primitive::<Int64Type>();
+        assert_eq!(bad.value(0), 3);
+        let ts = |c: &str| page.batch.column_by_name(c).expect(c).as_primitive::<TimestampMicrosecondType>().clone();
+        assert_eq!(ts("mfa_exclusion_until").value(0), 1_767_323_045_000_000);
+        assert_eq!(ts("created").value(0), 1_700_000_000_000_000);
+        assert!(ts("created").is_null(1));
+        assert_eq!(ts("_fetched_at").value(1), 7);
+        assert_eq!(page.keys.len(), 2);
+    }
+
+    #[test]
+    fn relation_rows_carry_their_parent_and_key() {
+        let page = decode(
+            "device_users",
+            Some("d1"),
+            r#"[{"to": {"id": "u1", "type": "user"}, "attributes": {"sudo": {"enabled": true, "withoutPassword": false}}},
+                {"to": {"id": "u2", "type": "user"}, "attributes": null}]"#,
+        );
+        assert_eq!(text(&page, "device_id"), [Some("d1".into()), Some("d1".into())]);
+        assert_eq!(text(&page, "user_id"), [Some("u1".into()), Some("u2".into())]);
+        let sudo = page.batch.column_by_name("sudo_enabled").expect("col").as_boolean();
+        assert_eq!((sudo.value(0), sudo.is_null(1)), (true, true));
+        assert_eq!(page.keys, ["d1\u{1f}u1", "d1\u{1f}u2"]);
+    }
+
+    #[test]
+    fn decoding_a_value_matches_decoding_its_text() {
+        let body = r#"[{"_id": "g1", "name": "Eng \"core\"", "attributes": {"sudo": {"enabled": true}},
+                        "memberQuery": {"filters": [{"field": "department", "value": "Eng"}]}}]"#;
+        let parsed = decode("user_groups", None, body);
+        let values: Vec<Value> = serde_json::from_str(body).expect("json");
+        let def = tables::table("user_groups").expect("table");
+        let from_values = def.to_batch(&values, None, 7).expect("batch");
+        assert_eq!(parsed.batch, from_values);
+        assert_eq!(text(&parsed, "name"), [Some("Eng \"core\"".into())]);
+        // `attributes` is read whole (JSON text) and in parts (sudo_enabled).
+        assert_eq!(text(&parsed, "attributes"), [Some(r#"{"sudo":{"enabled":true}}"#.into())]);
+        assert!(parsed.batch.column_by_name("sudo_enabled").expect("col").as_boolean().value(0));
+    }
+
+    #[test]
+    fn a_broken_page_is_an_error_not_a_panic() {
+        let def = tables::table("users").expect("table");
+        for body in [r#"[{"_id": "u1", "username": "#, r#"{"results": []}"#, r#"[{"_id": "u1"} 7]"#] {
+            let mut de = serde_json::Deserializer::from_str(body);
+            assert!(TablePage { def, parent: None, fetched_at_us: 0 }.decode_records(&mut de).is_err(), "{body}");
+        }
     }
 }

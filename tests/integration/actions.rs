@@ -5,9 +5,9 @@ use std::collections::BTreeSet;
 
 use crate::common::*;
 use jcsql::actions::Permissions;
+use jcsql::cli::output::Format;
+use jcsql::cli::repl::{Repl, ScriptedReader, SharedBuf};
 use jcsql::jumpcloud::simulator::{Fault, Simulator, SimulatorConfig};
-use jcsql::output::Format;
-use jcsql::repl::{Repl, ScriptedReader, SharedBuf};
 use jcsql::{Engine, EngineOptions};
 
 fn posts(sim: &Simulator) -> Vec<jcsql::jumpcloud::simulator::RequestRecord> {
@@ -166,6 +166,8 @@ async fn a_disabled_action_is_refused_before_any_request() {
             vec!["create_user_group", "true"],
             vec!["add_user_to_group", "true"],
             vec!["remove_user_from_group", "false"],
+            vec!["suspend_user", "false"],
+            vec!["unsuspend_user", "false"],
             vec!["read_only", "false"]
         ]
     );
@@ -186,7 +188,7 @@ async fn a_disabled_action_is_refused_before_any_request() {
     .expect("write");
     let loaded = e.load_boards(boards.path()).await;
     assert!(
-        loaded[0].error.as_deref().is_some_and(|m| m.ends_with("boards are read-only, and this one calls the action add_user_to_group(); run actions from the prompt or with -c")),
+        loaded[0].error.as_ref().map(ToString::to_string).as_deref().is_some_and(|m| m.ends_with("boards are read-only, and this one calls the action add_user_to_group(); run actions from the prompt or with -c")),
         "{:?}",
         loaded[0].error
     );
@@ -294,7 +296,7 @@ async fn the_cli_applies_only_with_yes_and_permissions_persist() {
     let out = run(vec!["permissions", "disable", "create_user_group"]).await.expect("join");
     assert_eq!(
         text(&out.stdout),
-        "action,enabled\ncreate_user_group,false\nadd_user_to_group,true\nremove_user_from_group,true\nread_only,false\n"
+        "action,enabled\ncreate_user_group,false\nadd_user_to_group,true\nremove_user_from_group,true\nsuspend_user,false\nunsuspend_user,false\nread_only,false\n"
     );
     let out = run(vec!["-c", "select create_user_group('Other')", "--yes"]).await.expect("join");
     assert_eq!(out.status.code(), Some(1));
@@ -307,4 +309,155 @@ async fn the_cli_applies_only_with_yes_and_permissions_persist() {
     assert_eq!(out.status.code(), Some(1));
     let log = std::fs::read_to_string(home.path().join("audit.jsonl")).expect("audit");
     assert_eq!(log.lines().count(), 1);
+}
+
+fn with_enabled(names: &[&str]) -> Permissions {
+    let mut p = Permissions::default();
+    for n in names {
+        p.set(n, true).expect("a known action");
+    }
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suspend_and_unsuspend_are_off_until_enabled_and_report_each_outcome() {
+    let sim = Simulator::start(SimulatorConfig::new(40, 8)).await.expect("sim");
+    let dir = tempfile::tempdir().expect("dir");
+    let e = engine_with(&sim, dir.path(), Permissions::default()).await;
+    let org = sim.org();
+    let active: Vec<&jcsql::jumpcloud::simulator::org::User> = org.users.iter().filter(|u| !u.suspended).collect();
+    let suspended = org.users.iter().find(|u| u.suspended).expect("a suspended user");
+    let (a, c) = (active[0], active[1]);
+
+    // Off by default: refused before any request, with how to turn it on.
+    sim.clear_requests();
+    let err = e.execute(&format!("select suspend_user('{}')", a.email)).await.err().expect("refused");
+    assert_eq!(
+        jcsql::error::user_message(&err),
+        "suspend_user is disabled; enable it with `jcsql permissions enable suspend_user`"
+    );
+    assert_eq!(sim.request_count(), 0);
+
+    e.actions().set_permissions(with_enabled(&["suspend_user", "unsuspend_user"]));
+    let plan = e
+        .execute(&format!(
+            "select suspend_user(who) as s from (values ('{}'), ('{}')) t(who) order by who",
+            a.email, suspended.username
+        ))
+        .await
+        .expect("plans");
+    assert_eq!(plan.planned.len(), 2);
+    sim.clear_requests();
+    let results = e.apply(&plan.planned).await;
+    let by_user: Vec<(String, String)> = results.iter().map(|r| (r.call.shown("user"), r.status.clone())).collect();
+    assert!(by_user.contains(&(a.email.clone(), "suspended".into())), "{by_user:?}");
+    assert!(by_user.contains(&(suspended.email.clone(), "already_suspended".into())), "{by_user:?}");
+    // One read each, and a write only for the one that changes.
+    let calls: Vec<(String, String)> = sim.requests().into_iter().map(|r| (r.method, r.path)).collect();
+    assert_eq!(
+        calls.iter().filter(|(m, _)| m == "PUT").collect::<Vec<_>>(),
+        vec![&("PUT".to_string(), format!("/api/systemusers/{}", a.id))]
+    );
+    assert_eq!(calls.iter().filter(|(m, _)| m == "GET").count(), 2);
+    assert!(sim.org().users.iter().find(|u| u.id == a.id).is_some_and(|u| u.suspended));
+
+    // The cached row changed at once: no request.
+    sim.clear_requests();
+    let row = strings(&e, &format!("select suspended, state from jumpcloud.users where id = '{}'", a.id)).await;
+    assert_eq!(row, vec![vec!["true", "SUSPENDED"]]);
+    assert_eq!(count(&e, "select count(*) from jumpcloud.users").await, 40, "replaced, not added");
+    assert_eq!(sim.request_count(), 0);
+
+    let plan = e
+        .execute(&format!("select unsuspend_user(who) from (values ('{}'), ('{}')) t(who)", a.id, c.email))
+        .await
+        .expect("plans");
+    let results = e.apply(&plan.planned).await;
+    let statuses: BTreeSet<(String, String)> =
+        results.iter().map(|r| (r.call.shown("user"), r.status.clone())).collect();
+    assert_eq!(
+        statuses,
+        BTreeSet::from([(a.email.clone(), "unsuspended".into()), (c.email.clone(), "not_suspended".into())])
+    );
+    assert!(sim.org().users.iter().find(|u| u.id == a.id).is_some_and(|u| !u.suspended));
+    let log =
+        strings(&e, "select action, outcome, json_get_str(inputs, 'user') from jcsql.action_log order by at").await;
+    assert_eq!(log.len(), 4);
+    assert!(log.contains(&vec!["unsuspend_user".into(), "unsuspended".into(), a.email.clone()]), "{log:?}");
+    // Disabled again, a planned call is denied at apply time, without a request.
+    let plan = e.execute(&format!("select suspend_user('{}')", c.email)).await.expect("plans");
+    e.actions().set_permissions(Permissions::default());
+    sim.clear_requests();
+    assert_eq!(e.apply(&plan.planned).await[0].status, "denied");
+    assert_eq!(sim.request_count(), 0);
+}
+
+/// Every action in the registry plans and applies against the simulator's route for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_registered_action_applies_against_the_simulator() {
+    use jcsql::actions::{ACTIONS, InputKind};
+    let sim = Simulator::start(SimulatorConfig::new(40, 8)).await.expect("sim");
+    let dir = tempfile::tempdir().expect("dir");
+    let all: Vec<&str> = ACTIONS.iter().map(|a| a.name).collect();
+    let e = engine_with(&sim, dir.path(), with_enabled(&all)).await;
+    let org = sim.org();
+    let user = org.users.iter().find(|u| !u.suspended).expect("an active user");
+    for def in ACTIONS {
+        let args: Vec<String> = def
+            .inputs
+            .iter()
+            .map(|i| match i.kind {
+                InputKind::User => format!("'{}'", user.email),
+                InputKind::Group => "'Finance'".to_string(),
+                InputKind::Text => format!("'Registry {}'", def.name),
+            })
+            .collect();
+        let plan = e.execute(&format!("select {}({})", def.name, args.join(", "))).await.expect("plans");
+        assert_eq!(plan.planned.len(), 1, "{}", def.name);
+        let results = e.apply(&plan.planned).await;
+        let known: Vec<&str> = def.outcomes.iter().map(|(_, o)| *o).chain(def.check.iter().map(|c| c.status)).collect();
+        assert!(known.contains(&results[0].status.as_str()), "{}: {}", def.name, results[0].status);
+        assert!(matches!(results[0].http_status, Some(200..=299) | Some(404) | Some(409)), "{}", def.name);
+    }
+    let log = std::fs::read_to_string(dir.path().join("audit.jsonl")).expect("audit");
+    assert_eq!(log.lines().count(), ACTIONS.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_planned_at_once_apply_only_their_own_calls() {
+    let sim = Simulator::start(SimulatorConfig::new(80, 8)).await.expect("sim");
+    let dir = tempfile::tempdir().expect("dir");
+    let e = engine_with(&sim, dir.path(), Permissions::default()).await;
+    let org = sim.org();
+    let finance = org.groups.iter().position(|g| g.name == "Finance").expect("Finance");
+    let members: BTreeSet<String> = org.group_members[finance].iter().map(|&u| org.users[u].email.clone()).collect();
+    let outsiders = org.users.len() - members.len();
+    for _ in 0..3 {
+        let (adds, removes) = tokio::join!(
+            e.execute("select add_user_to_group(email, 'Finance') from jumpcloud.users"),
+            e.execute(
+                "select remove_user_from_group(u.email, 'Finance') from jumpcloud.users u \
+                 join jumpcloud.user_group_members m on m.user_id = u.id \
+                 join jumpcloud.user_groups g on g.id = m.group_id where g.name = 'Finance'"
+            ),
+        );
+        let (adds, removes) = (adds.expect("plans"), removes.expect("plans"));
+        // Each statement numbers its own calls from 1 and sees only its own action.
+        assert_eq!(adds.planned.len(), org.users.len());
+        assert_eq!(removes.planned.len(), members.len());
+        assert!(adds.planned.iter().all(|(_, c)| c.action == "add_user_to_group"));
+        assert!(removes.planned.iter().all(|(_, c)| c.action == "remove_user_from_group"));
+        assert_eq!(
+            removes.planned.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+            (1..=members.len()).collect::<Vec<_>>()
+        );
+        let removed: BTreeSet<String> = removes.planned.iter().map(|(_, c)| c.shown("user")).collect();
+        assert_eq!(removed, members);
+    }
+    let plan = e.execute("select add_user_to_group(email, 'Finance') from jumpcloud.users").await.expect("plans");
+    sim.clear_requests();
+    let results = e.apply(&plan.planned).await;
+    assert_eq!(posts(&sim).len(), org.users.len());
+    assert_eq!(results.iter().filter(|r| r.status == "added").count(), outsiders);
+    assert!(results.iter().all(|r| r.call.action == "add_user_to_group"));
 }

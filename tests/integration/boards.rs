@@ -4,11 +4,11 @@
 use std::collections::{BTreeSet, HashSet};
 
 use crate::common::*;
+use jcsql::cli::output::Format;
+use jcsql::cli::repl::{Repl, ScriptedReader, SharedBuf};
 use jcsql::cli::{DEMO_SEED, DEMO_USERS, Demo, GlobalArgs};
 use jcsql::jumpcloud::simulator::Org;
 use jcsql::jumpcloud::simulator::demo_data::{hr_csv, inventory_json, is_leaver};
-use jcsql::output::Format;
-use jcsql::repl::{Repl, ScriptedReader, SharedBuf};
 
 fn days_ago(ts: &str) -> f64 {
     let t = chrono::DateTime::parse_from_rfc3339(ts).expect("date").with_timezone(&chrono::Utc);
@@ -90,7 +90,7 @@ async fn each_example_board_returns_what_the_generator_planted() {
 async fn fields_lists_the_matching_export_columns_with_their_rates() {
     let demo =
         Demo::start(DEMO_USERS, DEMO_SEED, &GlobalArgs { quiet: true, ..Default::default() }).await.expect("demo");
-    let batch = jcsql::workspace::fields_batch(&demo.engine, "users").await.expect("fields");
+    let batch = jcsql::cli::workspace::fields_batch(&demo.engine, "users").await.expect("fields");
     let found = rows(&[batch]);
     assert!(found.contains(&vec![
         "id".into(),
@@ -107,7 +107,7 @@ async fn fields_lists_the_matching_export_columns_with_their_rates() {
     let values: Vec<&Vec<String>> = found.iter().filter(|r| r[4] == "values").collect();
     let rates: Vec<f64> = values.iter().map(|r| r[2].parse().expect("rate")).collect();
     assert!(rates.windows(2).all(|w| w[0] >= w[1]), "best first: {found:?}");
-    let d = rows(&[jcsql::workspace::fields_batch(&demo.engine, "devices").await.expect("fields")]);
+    let d = rows(&[jcsql::cli::workspace::fields_batch(&demo.engine, "devices").await.expect("fields")]);
     assert!(d.iter().any(|r| r[0] == "serial_number" && r[1] == "inventory.serial" && r[4] == "values"), "{d:?}");
 }
 
@@ -132,7 +132,7 @@ async fn broken_boards_are_reported_and_the_others_load() {
     assert_eq!(by_name("z_count_active").error, None, "a board may read another board");
     let p = |n: &str| dir.path().join(format!("{n}.sql")).display().to_string();
     assert_eq!(
-        by_name("broken").error.as_deref(),
+        by_name("broken").error.as_ref().map(ToString::to_string).as_deref(),
         Some(
             format!(
                 "{} line 4: SQL error: ParserError(\"Expected: an expression, found: = at Line: 4, Column: 15\")",
@@ -142,7 +142,7 @@ async fn broken_boards_are_reported_and_the_others_load() {
         )
     );
     assert_eq!(
-        by_name("unknown").error.as_deref(),
+        by_name("unknown").error.as_ref().map(ToString::to_string).as_deref(),
         Some(
             format!(
                 "{} line 2: unknown table jumpcloud.userz; did you mean jumpcloud.users? (`.tables` lists the tables)",
@@ -152,10 +152,10 @@ async fn broken_boards_are_reported_and_the_others_load() {
         )
     );
     assert_eq!(
-        by_name("two").error.as_deref(),
+        by_name("two").error.as_ref().map(ToString::to_string).as_deref(),
         Some(format!("{} line 1: a board holds exactly one query; this file has 2", p("two")).as_str())
     );
-    assert!(by_name("writes").error.as_deref().is_some_and(|e| {
+    assert!(by_name("writes").error.as_ref().map(ToString::to_string).as_deref().is_some_and(|e| {
         e.ends_with("a board must be a query (SELECT or WITH …), not a statement that changes something")
     }));
     let active = t.sim.org().users.iter().filter(|u| u.state == Some("ACTIVATED")).count();
@@ -219,7 +219,7 @@ async fn a_missing_export_is_one_line_and_the_rest_works() {
     let s3 = t.engine.add_source(&SourceConfig { name: "okta".into(), path: folder }).await;
     assert_eq!(s1.error, None);
     assert_eq!(
-        s2.error.as_deref(),
+        s2.error.as_ref().map(ToString::to_string).as_deref(),
         Some(format!("cannot read {} (No such file or directory (os error 2))", missing.display()).as_str())
     );
     assert_eq!(s3.tables, vec!["okta.groups", "okta.users_export"]);
@@ -235,8 +235,8 @@ async fn a_missing_export_is_one_line_and_the_rest_works() {
             vec!["people", "file", "people", "true"]
         ]
     );
-    assert_eq!(jcsql::sources::primary_field(&t.engine, "people").await.as_deref(), Some("email"));
-    assert_eq!(jcsql::sources::primary_field(&t.engine, "okta.groups").await.as_deref(), Some("name"));
+    assert_eq!(jcsql::sources::primary_field(t.engine.context(), "people").await.as_deref(), Some("email"));
+    assert_eq!(jcsql::sources::primary_field(t.engine.context(), "okta.groups").await.as_deref(), Some("name"));
 }
 
 #[test]
@@ -256,7 +256,7 @@ fn the_committed_demo_exports_match_the_demo_org() {
             .flatten()
             .filter_map(|e| e.path().file_stem().map(|s| s.to_string_lossy().into_owned()))
             .collect();
-    let built: BTreeSet<String> = jcsql::workspace::EXAMPLE_BOARDS.iter().map(|(n, _)| n.to_string()).collect();
+    let built: BTreeSet<String> = jcsql::cli::workspace::EXAMPLE_BOARDS.iter().map(|(n, _)| n.to_string()).collect();
     assert_eq!(files, built);
 }
 

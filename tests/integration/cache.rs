@@ -5,9 +5,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::common::*;
+use jcsql::connection::{Freshness, RefreshSummary, SyncObserver};
 use jcsql::error::JcsqlError;
 use jcsql::jumpcloud::simulator::{Fault, Simulator, SimulatorConfig};
-use jcsql::jumpcloud::{Freshness, RefreshSummary, SyncObserver};
 use jcsql::{Engine, EngineOptions};
 
 #[derive(Default)]

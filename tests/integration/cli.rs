@@ -146,3 +146,24 @@ async fn formats_round_trip_and_scripts_report_lines() {
         run(strs(&["demo", "--users", "10"]), vec![], Some("select count(*) as n from jumpcloud.users;".into())).await;
     assert_eq!(text(&out.stdout), "n\n10\n");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_may_start_with_a_comment() {
+    let sim = Simulator::start(SimulatorConfig::new(25, 9)).await.expect("sim");
+    let home = tempfile::tempdir().expect("dir");
+    let env = vec![
+        ("JUMPCLOUD_API_URL".to_string(), sim.base_url()),
+        ("JUMPCLOUD_API_KEY".to_string(), "jca_demo".to_string()),
+        ("JCSQL_HOME".to_string(), home.path().display().to_string()),
+    ];
+    let sql = "-- who is in the directory\nselect count(*) as n from jumpcloud.users";
+    let out = run(strs(&["-c", sql]), env.clone(), None).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "n\n25\n");
+    // Also when it is the long form, and when only a comment is given (nothing to run).
+    let out = run(strs(&["--command", "--only a comment"]), env.clone(), None).await;
+    assert_eq!((out.status.code(), text(&out.stdout)), (Some(0), String::new()), "{}", text(&out.stderr));
+    // A real unknown flag is still a usage error.
+    let out = run(strs(&["--frobnicate"]), env, None).await;
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -1,8 +1,8 @@
 //! The REPL driven by scripted input: meta-commands, formats, completion, history.
 
 use crate::common::*;
-use jcsql::output::Format;
-use jcsql::repl::{LineReader, ReadResult, Repl, ScriptedReader, SharedBuf, Words};
+use jcsql::cli::output::Format;
+use jcsql::cli::repl::{LineReader, ReadResult, Repl, ScriptedReader, SharedBuf, Words};
 
 async fn session(t: &TestOrg, lines: &[&str]) -> (String, String) {
     let out = SharedBuf::default();

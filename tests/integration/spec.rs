@@ -10,15 +10,15 @@ use serde_json::Value;
 
 use crate::common::*;
 use jcsql::jumpcloud::simulator::{Simulator, SimulatorConfig};
+use jcsql::jumpcloud::tables::all_tables;
+use jcsql::table::Source;
 
-/// (definition, spec file) for each object jcsql reads.
-const DEFINITIONS: &[(&str, &str)] = &[
-    ("systemuserreturn", "JumpCloud.SDK.V1.json"),
-    ("JcSystem", "JumpCloud.SDK.V1.json"),
-    ("application", "JumpCloud.SDK.V1.json"),
-    ("UserGroup", "JumpCloud.SDK.V2.json"),
-    ("GraphConnection", "JumpCloud.SDK.V2.json"),
-];
+const SPEC_FILES: &[&str] = &["JumpCloud.SDK.V1.json", "JumpCloud.SDK.V2.json"];
+
+/// The spec definitions of every table in the registry, sorted.
+fn definitions() -> BTreeSet<&'static str> {
+    all_tables().iter().map(|t| t.spec.unwrap_or_else(|| panic!("{} names no spec definition", t.name))).collect()
+}
 
 /// Fields live JumpCloud sends that the spec does not list (see the recordings' SOURCES.md).
 const LIVE_ONLY: &[(&str, &str)] = &[
@@ -99,15 +99,21 @@ fn derive_from_spec(spec_dir: &std::path::Path) -> String {
          # by tests/integration/spec.rs. Regenerate: JCSQL_UPDATE_SPEC_FIELDS=1 cargo test spec\n\
          # definition\tpath\tjson type\n",
     );
-    let mut cache: BTreeMap<&str, Value> = BTreeMap::new();
-    for (def, file) in DEFINITIONS {
-        let spec = cache.entry(file).or_insert_with(|| {
+    let specs: Vec<Value> = SPEC_FILES
+        .iter()
+        .map(|file| {
             let raw = std::fs::read_to_string(spec_dir.join(file)).expect("spec readable");
             serde_json::from_str(&raw).expect("spec parses")
-        });
+        })
+        .collect();
+    for def in definitions() {
+        let spec = specs
+            .iter()
+            .find(|s| s["definitions"].get(def).is_some())
+            .unwrap_or_else(|| panic!("no spec defines {def}"));
         let defs = &spec["definitions"];
         let mut out = BTreeMap::new();
-        walk(defs, &defs[*def], "", 0, &mut vec![def.to_string()], &mut out);
+        walk(defs, &defs[def], "", 0, &mut vec![def.to_string()], &mut out);
         for (path, kind) in out {
             text.push_str(&format!("{def}\t{path}\t{kind}\n"));
         }
@@ -225,45 +231,29 @@ async fn every_field_the_simulator_emits_is_in_the_spec_with_its_type() {
     let http = reqwest::Client::new();
     let mut problems = BTreeSet::new();
     let mut seen = 0;
-    for (path, def) in [
-        ("/api/systemusers", "systemuserreturn"),
-        ("/api/systems", "JcSystem"),
-        ("/api/applications", "application"),
-        ("/api/v2/usergroups", "UserGroup"),
-    ] {
-        for record in get_all(&http, &base, &key, path, "").await {
-            check(def, &fields[def], "", &record, &mut problems);
-            seen += 1;
-        }
-    }
-    let org = sim.org();
-    let edges = &fields["GraphConnection"];
-    for g in org.groups.iter().take(20) {
-        for e in get_all(&http, &base, &key, &format!("/api/v2/usergroups/{}/members", g.id), "").await {
-            check("GraphConnection", edges, "", &e, &mut problems);
-            seen += 1;
-        }
-    }
-    for d in org.devices.iter().take(40) {
-        for e in get_all(&http, &base, &key, &format!("/api/v2/systems/{}/associations", d.id), "&targets=user").await {
-            check("GraphConnection", edges, "", &e, &mut problems);
-            seen += 1;
-        }
-    }
-    for a in &org.applications {
-        for t in ["user", "user_group"] {
-            for e in get_all(
-                &http,
-                &base,
-                &key,
-                &format!("/api/v2/applications/{}/associations", a.id),
-                &format!("&targets={t}"),
-            )
-            .await
-            {
-                check("GraphConnection", edges, "", &e, &mut problems);
-                seen += 1;
+    // Every table of the registry, through its own route: lists whole, relations for up to 40
+    // parents each (parents come first in the registry, so their ids are known).
+    let mut ids: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for table in all_tables() {
+        let def = table.spec.expect("a spec definition");
+        let records = match &table.source {
+            Source::List { path } => get_all(&http, &base, &key, &format!("/api{path}"), "").await,
+            Source::PerParent { parent, path, query } => {
+                let extra: String = query.iter().map(|(k, v)| format!("&{k}={v}")).collect();
+                let mut all = Vec::new();
+                for id in ids.get(parent).map(Vec::as_slice).unwrap_or_default().iter().take(40) {
+                    all.extend(get_all(&http, &base, &key, &format!("/api{}", path.replace("{id}", id)), &extra).await);
+                }
+                all
             }
+        };
+        assert!(!records.is_empty(), "the simulator serves {}", table.name);
+        for record in &records {
+            check(def, &fields[def], "", record, &mut problems);
+            if let Some(id) = record.get("_id").or_else(|| record.get("id")).and_then(Value::as_str) {
+                ids.entry(table.name).or_default().push(id.to_string());
+            }
+            seen += 1;
         }
     }
     assert!(seen > 1000, "checked {seen} records");

@@ -1,28 +1,58 @@
 //! Every table's rows and a sample of exact values equal the simulator's generated org.
 
 use crate::common::*;
-use jcsql::jumpcloud::tables::{PRIMARY_FIELD_KEY, all_tables};
+use jcsql::jumpcloud::tables::all_tables;
+use jcsql::table::PRIMARY_FIELD_KEY;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_table_matches_the_generated_org() {
     let t = start(300).await;
     let org = t.sim.org();
     let e = &t.engine;
-    assert_eq!(count(e, "select count(*) from jumpcloud.users").await, org.users.len() as i64);
-    assert_eq!(count(e, "select count(*) from jumpcloud.user_groups").await, org.groups.len() as i64);
-    assert_eq!(count(e, "select count(*) from jumpcloud.devices").await, org.devices.len() as i64);
-    assert_eq!(count(e, "select count(*) from jumpcloud.applications").await, org.applications.len() as i64);
-    assert_eq!(count(e, "select count(*) from jumpcloud.user_group_members").await, org.membership_count() as i64);
-    let bindings: usize = org.device_users.iter().map(Vec::len).sum();
-    assert_eq!(count(e, "select count(*) from jumpcloud.device_users").await, bindings as i64);
-    let app_groups: usize = org.app_groups.iter().map(Vec::len).sum();
-    assert_eq!(count(e, "select count(*) from jumpcloud.application_user_groups").await, app_groups as i64);
-    let app_users: usize = org.app_users.iter().map(Vec::len).sum();
-    assert_eq!(count(e, "select count(*) from jumpcloud.application_users").await, app_users as i64);
-    let paths: usize =
-        app_users + org.app_groups.iter().flat_map(|gs| gs.iter().map(|g| org.group_members[*g].len())).sum::<usize>();
-    assert_eq!(count(e, "select count(*) from jumpcloud.user_application_access").await, paths as i64);
+    let views = jcsql::jumpcloud::tables::VIEWS.iter().map(|v| v.name);
+    for name in all_tables().iter().map(|d| d.name).chain(views) {
+        let expected = org.rows_of(name).unwrap_or_else(|| panic!("the simulator serves {name}"));
+        assert!(expected > 0, "the generated org has {name}");
+        assert_eq!(count(e, &format!("select count(*) from jumpcloud.{name}")).await, expected as i64, "{name}");
+    }
     assert_eq!(org.users.len(), 300);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relations_come_from_the_definitions() {
+    use jcsql::jumpcloud::tables::VIEWS;
+    use jcsql::table::relations_of;
+    let pairs = |table: &str| -> Vec<String> {
+        relations_of(table, all_tables(), VIEWS)
+            .iter()
+            .map(|r| format!("{}.{} = {}.{}", r.table, r.column, r.other_table, r.other_column))
+            .collect()
+    };
+    assert_eq!(
+        pairs("users"),
+        vec![
+            "users.manager_id = users.id",
+            "users.id = users.manager_id",
+            "users.id = devices.primary_system_user_id",
+            "users.id = user_group_members.user_id",
+            "users.id = device_users.user_id",
+            "users.id = application_users.user_id",
+            "users.id = user_application_access.user_id",
+        ]
+    );
+    assert_eq!(pairs("device_users"), vec!["device_users.device_id = devices.id", "device_users.user_id = users.id"]);
+    // Every reference points to a table of the registry, and every relation table to its parent.
+    for def in all_tables() {
+        for c in &def.columns {
+            if let Some(target) = c.references {
+                assert!(all_tables().iter().any(|t| t.name == target), "{}.{} → {target}", def.name, c.name);
+            }
+        }
+        if let Some(parent) = def.parent_table() {
+            let col = def.parent_column().expect("a parent column");
+            assert_eq!(def.column(col).and_then(|c| c.references), Some(parent), "{}", def.name);
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,4 +213,61 @@ async fn schemas_record_the_primary_field_and_required_columns() {
     for row in types {
         assert_eq!(row[1], "Timestamp(µs, \"UTC\")", "{}", row[0]);
     }
+}
+
+/// Connections are values: two JumpCloud orgs live in one engine, each a schema with its own
+/// client, cache folder and views, and a query on one never asks the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_orgs_live_in_one_engine() {
+    use jcsql::jumpcloud::simulator::{Simulator, SimulatorConfig};
+    use jcsql::{ConnectionOptions, Engine, EngineOptions};
+    let first = Simulator::start(SimulatorConfig::new(40, 7)).await.expect("sim");
+    let second = Simulator::start(SimulatorConfig::new(70, 9)).await.expect("sim");
+    let dir = tempfile::tempdir().expect("dir");
+    let e = Engine::new(EngineOptions {
+        client: Some(fast_client(first.base_url(), first.api_key())),
+        connections: vec![ConnectionOptions {
+            name: "jumpcloud_beta".into(),
+            client: Some(fast_client(second.base_url(), second.api_key())),
+        }],
+        cache_dir: Some(dir.path().to_path_buf()),
+        ..Default::default()
+    })
+    .await
+    .expect("engine");
+    first.clear_requests();
+    let (one, two) = (first.org(), second.org());
+    assert_eq!(count(&e, "select count(*) from jumpcloud_beta.users").await, 70);
+    assert_eq!(first.request_count(), 0, "the other org is not asked");
+    assert_eq!(
+        count(&e, "select count(*) from jumpcloud_beta.user_application_access").await,
+        two.rows_of("user_application_access").expect("served") as i64
+    );
+    assert_eq!(
+        count(&e, "select count(*) from jumpcloud.user_application_access").await,
+        one.rows_of("user_application_access").expect("served") as i64
+    );
+    let both = strings(
+        &e,
+        "select schema_name, count(*), sum(case when status = 'fresh' then 1 else 0 end) from jcsql.tables \
+         group by schema_name order by 1",
+    )
+    .await;
+    let n = all_tables().len().to_string();
+    assert_eq!(
+        both,
+        vec![vec!["jumpcloud".to_string(), n.clone(), "5".into()], vec!["jumpcloud_beta".into(), n, "6".into()]]
+    );
+    for schema in ["jumpcloud", "jumpcloud_beta"] {
+        assert!(
+            dir.path().join("cache").join(schema).join("applications.arrow").is_file(),
+            "{schema} has its own folder"
+        );
+    }
+    // `.fields` derives each org's relations within its own schema.
+    let found = jcsql::sources::joinable_fields(e.context(), e.connections(), "jumpcloud_beta.users", &[])
+        .await
+        .expect("fields");
+    assert!(found.iter().any(|f| f.other_table == "jumpcloud_beta.user_group_members"), "{found:?}");
+    assert!(found.iter().all(|f| f.other_table.starts_with("jumpcloud_beta.")), "{found:?}");
 }

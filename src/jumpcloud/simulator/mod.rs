@@ -139,10 +139,6 @@ impl Simulator {
         format!("http://{}", self.addr)
     }
 
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
     pub fn api_key(&self) -> &str {
         &self.shared.config.api_key
     }
@@ -208,6 +204,7 @@ impl Drop for Simulator {
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/api/systemusers", get(list_users))
+        .route("/api/systemusers/{id}", get(get_user).put(update_user))
         .route("/api/systems", get(list_devices))
         .route("/api/applications", get(list_applications))
         .route("/api/v2/usergroups", get(list_groups).post(create_group))
@@ -446,6 +443,36 @@ fn read_org(shared: &Shared) -> std::sync::RwLockReadGuard<'_, Org> {
 
 async fn list_users(State(s): State<Arc<Shared>>, Query(p): Query<Paging>) -> Response {
     v1_page(&read_org(&s).users, &p)
+}
+
+async fn get_user(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+    let org = read_org(&s);
+    match find(&org.user_index, &id) {
+        Ok(u) => json_response(StatusCode::OK, serde_json::to_string(&org.users[u]).unwrap_or_default(), None),
+        Err(r) => r,
+    }
+}
+
+/// `PUT /systemusers/{id}`: jcsql's actions send `{"suspended": true|false}`; the answer is the
+/// user as it now is (`systemuserreturn`).
+async fn update_user(State(s): State<Arc<Shared>>, Path(id): Path<String>, body: axum::body::Bytes) -> Response {
+    if let Some(r) = invalid_id(&id) {
+        return r;
+    }
+    let v = match body_json(&body) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let mut org = s.org.write().unwrap_or_else(|e| e.into_inner());
+    let updated = match v.get("suspended") {
+        Some(Value::Bool(suspended)) => org.set_suspended(&id, *suspended),
+        Some(_) => return error(StatusCode::BAD_REQUEST, "Bad Request: suspended must be a boolean"),
+        None => org.user_index.get(&id).map(|&u| &org.users[u]),
+    };
+    match updated {
+        Some(u) => json_response(StatusCode::OK, serde_json::to_string(u).unwrap_or_default(), None),
+        None => error(StatusCode::NOT_FOUND, "Not Found"),
+    }
 }
 
 async fn list_devices(State(s): State<Arc<Shared>>, Query(p): Query<Paging>) -> Response {

@@ -768,4 +768,35 @@ impl Org {
         self.group_members.push(BTreeSet::new());
         self.groups.last()
     }
+
+    /// Suspends or unsuspends a user as `PUT /systemusers/{id}` with `{"suspended": …}` does:
+    /// `state` follows (`SUSPENDED`, or `ACTIVATED` again). `None` for an unknown id.
+    pub fn set_suspended(&mut self, id: &str, suspended: bool) -> Option<&User> {
+        let &i = self.user_index.get(id)?;
+        let u = &mut self.users[i];
+        u.suspended = suspended;
+        u.state = Some(if suspended { "SUSPENDED" } else { "ACTIVATED" });
+        Some(&self.users[i])
+    }
+
+    /// How many rows each JumpCloud table has for this org, by table name: what a complete
+    /// fetch must return. `None` for a table the simulator does not serve.
+    pub fn rows_of(&self, table: &str) -> Option<usize> {
+        let sum = |lists: &[Vec<usize>]| lists.iter().map(Vec::len).sum::<usize>();
+        Some(match table {
+            "users" => self.users.len(),
+            "user_groups" => self.groups.len(),
+            "devices" => self.devices.len(),
+            "applications" => self.applications.len(),
+            "user_group_members" => self.membership_count(),
+            "device_users" => self.device_users.iter().map(Vec::len).sum(),
+            "application_user_groups" => sum(&self.app_groups),
+            "application_users" => sum(&self.app_users),
+            "user_application_access" => {
+                sum(&self.app_users)
+                    + self.app_groups.iter().flatten().map(|g| self.group_members[*g].len()).sum::<usize>()
+            }
+            _ => return None,
+        })
+    }
 }

@@ -8,28 +8,28 @@ use std::sync::Arc;
 use datafusion::arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 
+use super::config::{Home, StoredConfig};
+use super::output::Format;
+use super::{EXIT_NOT_APPLIED, EXIT_OK, GlobalArgs, plural, print_query, print_result};
 use crate::Engine;
-use crate::boards::{self, Board};
-use crate::cli::{EXIT_NOT_APPLIED, EXIT_OK, GlobalArgs, print_result};
-use crate::config::{Home, StoredConfig};
-use crate::error::JcsqlError;
+use crate::boards::{self, find};
+use crate::error::{BoardError, JcsqlError, SourceError};
 use crate::jumpcloud::simulator::Org;
 use crate::jumpcloud::simulator::demo_data::{hr_csv, inventory_json};
-use crate::output::Format;
 use crate::sources::{self, SourceConfig};
 
 /// The example boards, built into the binary so `jcsql demo` shows them anywhere.
 pub const EXAMPLE_BOARDS: &[(&str, &str)] = &[
-    ("apps_reachable_without_mfa", include_str!("../examples/boards/apps_reachable_without_mfa.sql")),
-    ("empty_groups", include_str!("../examples/boards/empty_groups.sql")),
-    ("hr_leavers_still_active", include_str!("../examples/boards/hr_leavers_still_active.sql")),
-    ("stale_devices", include_str!("../examples/boards/stale_devices.sql")),
-    ("stale_staged_users", include_str!("../examples/boards/stale_staged_users.sql")),
-    ("suspended_users_with_devices", include_str!("../examples/boards/suspended_users_with_devices.sql")),
-    ("unencrypted_devices", include_str!("../examples/boards/unencrypted_devices.sql")),
-    ("unenrolled_laptops", include_str!("../examples/boards/unenrolled_laptops.sql")),
-    ("users_in_no_group", include_str!("../examples/boards/users_in_no_group.sql")),
-    ("users_without_mfa", include_str!("../examples/boards/users_without_mfa.sql")),
+    ("apps_reachable_without_mfa", include_str!("../../examples/boards/apps_reachable_without_mfa.sql")),
+    ("empty_groups", include_str!("../../examples/boards/empty_groups.sql")),
+    ("hr_leavers_still_active", include_str!("../../examples/boards/hr_leavers_still_active.sql")),
+    ("stale_devices", include_str!("../../examples/boards/stale_devices.sql")),
+    ("stale_staged_users", include_str!("../../examples/boards/stale_staged_users.sql")),
+    ("suspended_users_with_devices", include_str!("../../examples/boards/suspended_users_with_devices.sql")),
+    ("unencrypted_devices", include_str!("../../examples/boards/unencrypted_devices.sql")),
+    ("unenrolled_laptops", include_str!("../../examples/boards/unenrolled_laptops.sql")),
+    ("users_in_no_group", include_str!("../../examples/boards/users_in_no_group.sql")),
+    ("users_without_mfa", include_str!("../../examples/boards/users_without_mfa.sql")),
 ];
 
 /// Writes the example boards and the exports that join to `org` under `dir`, and returns the
@@ -88,30 +88,17 @@ pub enum BoardCommand {
     Delete { name: String },
 }
 
-fn find<'a>(all: &'a [Board], name: &str) -> Result<&'a Board, JcsqlError> {
-    let name = name.strip_prefix("boards.").unwrap_or(name);
-    all.iter().find(|b| b.name == name).ok_or_else(|| {
-        JcsqlError::Config(format!(
-            "no board named {name}; the boards are: {}",
-            all.iter().map(|b| b.name.as_str()).collect::<Vec<_>>().join(", ")
-        ))
-    })
-}
-
 fn output_format(g: &GlobalArgs) -> Format {
     g.format.unwrap_or(if std::io::stdout().is_terminal() { Format::Table } else { Format::Csv })
 }
 
 pub async fn board_command(engine: &Engine, cmd: BoardCommand, g: &GlobalArgs) -> Result<u8, JcsqlError> {
-    let dir = engine.boards_dir().ok_or_else(|| JcsqlError::Config("no boards folder is set".into()))?;
+    let dir = engine.boards_dir().ok_or(BoardError::NoFolder)?;
     let all = engine.boards();
     match cmd {
         BoardCommand::List => {
-            let done =
-                crate::cli::run_statement(engine, "select name, title, sources, error from jcsql.boards order by name")
-                    .await
-                    .map_err(|e| JcsqlError::Config(crate::error::user_message(&e)))?;
-            print_result(output_format(g), &done.schema, &done.batches, g.maxrows)?;
+            let sql = "select name, title, sources, error from jcsql.boards order by name";
+            print_query(engine, sql, output_format(g), g.maxrows).await?;
         }
         BoardCommand::Show { name } => {
             let b = find(&all, &name)?;
@@ -131,11 +118,7 @@ pub async fn board_command(engine: &Engine, cmd: BoardCommand, g: &GlobalArgs) -
             if let Some(e) = &b.error {
                 return Err(JcsqlError::Config(format!("board {}: {e}", b.name)));
             }
-            let sql = format!("select * from boards.{}", b.name);
-            let done = crate::cli::run_statement(engine, &sql)
-                .await
-                .map_err(|e| JcsqlError::Config(crate::hints::explain(engine, &e)))?;
-            print_result(output_format(g), &done.schema, &done.batches, g.maxrows)?;
+            print_query(engine, &format!("select * from boards.{}", b.name), output_format(g), g.maxrows).await?;
         }
         BoardCommand::Save { name, sql, title } => {
             let sql = match sql {
@@ -152,7 +135,7 @@ pub async fn board_command(engine: &Engine, cmd: BoardCommand, g: &GlobalArgs) -
         }
         BoardCommand::Delete { name } => {
             let b = find(&all, &name)?;
-            let to = boards::archive(&dir, std::slice::from_ref(&b.name)).map_err(JcsqlError::Config)?;
+            let to = boards::archive(&dir, std::slice::from_ref(&b.name))?;
             engine.load_boards(&dir).await;
             eprintln!("deleted board {} (moved to {})", b.name, to.display());
         }
@@ -168,12 +151,14 @@ pub async fn save_board(
     sql: &str,
     title: Option<&str>,
 ) -> Result<std::path::PathBuf, JcsqlError> {
-    boards::validate_name(name).map_err(JcsqlError::Config)?;
-    boards::plan(engine, sql).await.map_err(|e| JcsqlError::Config(format!("board {name} not saved: {e}")))?;
-    let path = boards::save(dir, name, sql, title).map_err(JcsqlError::Config)?;
+    boards::validate_name(name)?;
+    boards::plan(engine.context(), sql)
+        .await
+        .map_err(|e| BoardError::NotSaved { name: name.to_string(), error: Box::new(e) })?;
+    let path = boards::save(dir, name, sql, title)?;
     let loaded = engine.load_boards(dir).await;
     if let Some(e) = loaded.iter().find(|b| b.name == name).and_then(|b| b.error.clone()) {
-        return Err(JcsqlError::Config(format!("board {name} was saved but does not load: {e}")));
+        return Err(BoardError::SavedButBroken { name: name.to_string(), error: e.to_string() }.into());
     }
     Ok(path)
 }
@@ -181,13 +166,14 @@ pub async fn save_board(
 /// `jcsql connect files NAME PATH`: registers the export now (so errors show at once) and
 /// stores it in the config file.
 pub async fn connect_files(engine: &Engine, home: &Home, name: &str, path: &Path) -> Result<u8, JcsqlError> {
-    sources::validate_name(name).map_err(JcsqlError::Config)?;
+    let taken: Vec<String> = engine.connections().iter().map(|c| c.name.clone()).collect();
+    sources::validate_name(name, &taken)?;
     let path = std::fs::canonicalize(path)
         .map_err(|e| JcsqlError::File { path: path.display().to_string(), reason: format!("cannot read it ({e})") })?;
     let cfg = SourceConfig { name: name.to_string(), path };
     let status = engine.add_source(&cfg).await;
     if let Some(e) = status.error {
-        return Err(JcsqlError::Config(format!("source {name} not connected: {e}")));
+        return Err(SourceError::NotConnected { name: name.to_string(), error: Box::new(e) }.into());
     }
     let mut stored = StoredConfig::load(&home.config_file())?;
     stored.sources.retain(|s| s.name != name);
@@ -195,7 +181,7 @@ pub async fn connect_files(engine: &Engine, home: &Home, name: &str, path: &Path
     stored.save(&home.config_file())?;
     let mut out = std::io::stdout().lock();
     for t in &status.tables {
-        let primary = sources::primary_field(engine, t).await.unwrap_or_else(|| "none found".into());
+        let primary = sources::primary_field(engine.context(), t).await.unwrap_or_else(|| "none found".into());
         let _ = writeln!(out, "{t} (primary field: {primary})");
     }
     Ok(EXIT_OK)
@@ -209,7 +195,7 @@ pub async fn disconnect(engine: &Engine, home: &Home, name: &str, g: &GlobalArgs
     let is_jumpcloud = name == "jumpcloud";
     if !is_jumpcloud && !stored.sources.iter().any(|s| s.name == name) {
         let known: Vec<&str> = stored.sources.iter().map(|s| s.name.as_str()).chain(["jumpcloud"]).collect();
-        return Err(JcsqlError::Config(format!("no source named {name}; the sources are: {}", known.join(", "))));
+        return Err(SourceError::Unknown { name: name.to_string(), known: known.join(", ") }.into());
     }
     let all = engine.boards();
     let using: Vec<String> =
@@ -220,7 +206,7 @@ pub async fn disconnect(engine: &Engine, home: &Home, name: &str, g: &GlobalArgs
     } else {
         eprintln!(
             "Disconnecting {name} deletes {} that read it: {} (moved to {}/.deleted/, so they can be restored).",
-            crate::cli::plural(using.len(), "board"),
+            plural(using.len(), "board"),
             using.join(", "),
             dir.display()
         );
@@ -240,12 +226,12 @@ pub async fn disconnect(engine: &Engine, home: &Home, name: &str, g: &GlobalArgs
         }
     }
     if !using.is_empty() {
-        let to = boards::archive(&dir, &using).map_err(JcsqlError::Config)?;
-        eprintln!("Moved {} to {}.", crate::cli::plural(using.len(), "board"), to.display());
+        let to = boards::archive(&dir, &using)?;
+        eprintln!("Moved {} to {}.", plural(using.len(), "board"), to.display());
     }
     if is_jumpcloud {
         stored.jumpcloud = None;
-        let cache = crate::jumpcloud::cache_dir(&home.cache_dir, "jumpcloud");
+        let cache = crate::connection::cache_dir(&home.cache_dir, "jumpcloud");
         if cache.exists()
             && let Err(e) = std::fs::remove_dir_all(&cache)
         {
@@ -261,7 +247,9 @@ pub async fn disconnect(engine: &Engine, home: &Home, name: &str, g: &GlobalArgs
 
 /// `.fields TABLE` / `jcsql fields TABLE` as a result table.
 pub async fn fields_batch(engine: &Engine, table: &str) -> Result<RecordBatch, JcsqlError> {
-    let found = sources::joinable_fields(engine, table, &engine.sources()).await.map_err(JcsqlError::Config)?;
+    let found = sources::joinable_fields(engine.context(), engine.connections(), table, &engine.sources())
+        .await
+        .map_err(JcsqlError::Config)?;
     let schema = Arc::new(Schema::new(vec![
         Field::new("column", DataType::Utf8, false),
         Field::new("joins", DataType::Utf8, false),

@@ -18,8 +18,18 @@ use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
-use super::client::PageDecoder;
-use super::tables::{Column, Kind, TableDef, parse_timestamp_us, redacted_json};
+use super::{Column, Kind, TableDef, parse_timestamp_us, redacted_json};
+
+/// Turns the JSON array of a page's records into what the caller keeps, while it is parsed, so
+/// no intermediate `serde_json::Value` is built.
+pub trait PageDecoder: Sync {
+    type Page: Send;
+    /// The page and the number of records it held.
+    fn decode_records<'de, D: serde::Deserializer<'de>>(
+        &self,
+        records: D,
+    ) -> std::result::Result<(Self::Page, u64), D::Error>;
+}
 
 /// Which JSON fields feed which columns. Every path alternative of a column (`_id|id`) has a
 /// slot; a record's slots are filled while it is parsed and resolved per column afterwards.
@@ -454,104 +464,5 @@ impl<'de> DeserializeSeed<'de> for Record<'_, '_> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         self.0.push(d)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::jumpcloud::tables;
-    use datafusion::arrow::array::{Array, AsArray};
-    use datafusion::arrow::datatypes::{Int64Type, TimestampMicrosecondType};
-
-    fn decode(table: &str, parent: Option<&str>, body: &str) -> PageRows {
-        let def = tables::table(table).expect("table");
-        let mut de = serde_json::Deserializer::from_str(body);
-        let (page, rows) = TablePage { def, parent, fetched_at_us: 7 }.decode_records(&mut de).expect("decodes");
-        de.end().expect("nothing after the array");
-        assert_eq!(rows as usize, page.batch.num_rows());
-        page
-    }
-
-    fn text(page: &PageRows, col: &str) -> Vec<Option<String>> {
-        let a = page.batch.column_by_name(col).expect(col).as_string::<i32>();
-        (0..a.len()).map(|i| a.is_valid(i).then(|| a.value(i).to_string())).collect()
-    }
-
-    #[test]
-    fn fields_land_in_their_columns_and_the_rest_is_skipped() {
-        let page = decode(
-            "users",
-            None,
-            r#"[
-              {"_id": null, "id": "u1", "username": "ann\u00e9", "unknown": {"deep": [1, {"x": 2}]},
-               "mfa": {"configured": true, "exclusionUntil": "2026-01-02T03:04:05Z", "other": [1]},
-               "manager": {"_id": "m1"}, "unix_uid": "5001", "badLoginAttempts": 3.0,
-               "attributes": [{"name": "costCenter", "value": "7", "apiToken": "t0p"}],
-               "suspended": "true", "created": 1700000000000},
-              {"_id": "u2", "id": "ignored", "username": "bo", "mfa": null, "manager": "m2",
-               "unix_uid": 18446744073709551615, "attributes": "plain", "suspended": 1}
-            ]"#,
-        );
-        assert_eq!(text(&page, "id"), [Some("u1".into()), Some("u2".into())]);
-        assert_eq!(text(&page, "username"), [Some("anné".into()), Some("bo".into())]);
-        assert_eq!(text(&page, "manager_id"), [Some("m1".into()), Some("m2".into())]);
-        assert_eq!(
-            text(&page, "attributes"),
-            [Some(r#"[{"name":"costCenter","value":"7"}]"#.into()), Some(r#""plain""#.into())]
-        );
-        let b = page.batch.column_by_name("mfa_configured").expect("col").as_boolean();
-        assert_eq!((b.value(0), b.is_null(1)), (true, true));
-        let s = page.batch.column_by_name("suspended").expect("col").as_boolean();
-        assert_eq!((s.value(0), s.is_null(1)), (true, true));
-        let uid = page.batch.column_by_name("unix_uid").expect("col").as_primitive::<Int64Type>();
-        assert_eq!((uid.value(0), uid.value(1)), (5001, u64::MAX as f64 as i64));
-        let bad = page.batch.column_by_name("bad_login_attempts").expect("col").as_primitive::<Int64Type>();
-        assert_eq!(bad.value(0), 3);
-        let ts = |c: &str| page.batch.column_by_name(c).expect(c).as_primitive::<TimestampMicrosecondType>().clone();
-        assert_eq!(ts("mfa_exclusion_until").value(0), 1_767_323_045_000_000);
-        assert_eq!(ts("created").value(0), 1_700_000_000_000_000);
-        assert!(ts("created").is_null(1));
-        assert_eq!(ts("_fetched_at").value(1), 7);
-        assert_eq!(page.keys.len(), 2);
-    }
-
-    #[test]
-    fn relation_rows_carry_their_parent_and_key() {
-        let page = decode(
-            "device_users",
-            Some("d1"),
-            r#"[{"to": {"id": "u1", "type": "user"}, "attributes": {"sudo": {"enabled": true, "withoutPassword": false}}},
-                {"to": {"id": "u2", "type": "user"}, "attributes": null}]"#,
-        );
-        assert_eq!(text(&page, "device_id"), [Some("d1".into()), Some("d1".into())]);
-        assert_eq!(text(&page, "user_id"), [Some("u1".into()), Some("u2".into())]);
-        let sudo = page.batch.column_by_name("sudo_enabled").expect("col").as_boolean();
-        assert_eq!((sudo.value(0), sudo.is_null(1)), (true, true));
-        assert_eq!(page.keys, ["d1\u{1f}u1", "d1\u{1f}u2"]);
-    }
-
-    #[test]
-    fn decoding_a_value_matches_decoding_its_text() {
-        let body = r#"[{"_id": "g1", "name": "Eng \"core\"", "attributes": {"sudo": {"enabled": true}},
-                        "memberQuery": {"filters": [{"field": "department", "value": "Eng"}]}}]"#;
-        let parsed = decode("user_groups", None, body);
-        let values: Vec<Value> = serde_json::from_str(body).expect("json");
-        let def = tables::table("user_groups").expect("table");
-        let from_values = def.to_batch(&values, None, 7).expect("batch");
-        assert_eq!(parsed.batch, from_values);
-        assert_eq!(text(&parsed, "name"), [Some("Eng \"core\"".into())]);
-        // `attributes` is read whole (JSON text) and in parts (sudo_enabled).
-        assert_eq!(text(&parsed, "attributes"), [Some(r#"{"sudo":{"enabled":true}}"#.into())]);
-        assert!(parsed.batch.column_by_name("sudo_enabled").expect("col").as_boolean().value(0));
-    }
-
-    #[test]
-    fn a_broken_page_is_an_error_not_a_panic() {
-        let def = tables::table("users").expect("table");
-        for body in [r#"[{"_id": "u1", "username": "#, r#"{"results": []}"#, r#"[{"_id": "u1"} 7]"#] {
-            let mut de = serde_json::Deserializer::from_str(body);
-            assert!(TablePage { def, parent: None, fetched_at_us: 0 }.decode_records(&mut de).is_err(), "{body}");
-        }
     }
 }

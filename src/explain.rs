@@ -1,15 +1,16 @@
 //! Turns DataFusion's errors into one line that says what to do: the nearest table names for an
-//! unknown table, the nearest columns for an unknown column.
+//! unknown table, the nearest columns for an unknown column. Boards use it when they load, the
+//! front ends for every statement.
 
+use datafusion::common::SchemaError;
 use datafusion::error::DataFusionError;
+use datafusion::prelude::SessionContext;
 
-use crate::Engine;
 use crate::error::user_message;
 
 /// Every table the session knows, as `schema.table` (plain `table` in the default schema).
-pub fn known_tables(engine: &Engine) -> Vec<String> {
+pub fn known_tables(ctx: &SessionContext) -> Vec<String> {
     let mut out = Vec::new();
-    let ctx = engine.context();
     if let Some(catalog) = ctx.catalog("datafusion") {
         for schema_name in catalog.schema_names() {
             if let Some(schema) = catalog.schema(&schema_name) {
@@ -59,43 +60,10 @@ fn quoted_list(items: &[&String]) -> String {
 }
 
 /// The one-line message for an error, with suggestions where DataFusion names something unknown.
-pub fn explain(engine: &Engine, err: &DataFusionError) -> String {
-    let msg = user_message(err);
-    if let Some(name) = between(&msg, "table '", "' not found") {
-        let name = name.strip_prefix("datafusion.").unwrap_or(name);
-        let name = name.strip_prefix("public.").unwrap_or(name);
-        let tables = known_tables(engine);
-        let near = nearest(name, tables.iter().filter(|t| !t.starts_with("information_schema.")), 3);
-        return if near.is_empty() {
-            format!("unknown table {name}; `.tables` lists the tables")
-        } else {
-            format!("unknown table {name}; did you mean {}? (`.tables` lists the tables)", quoted_list(&near))
-        };
-    }
-    if let Some(rest) = msg.split("No field named ").nth(1) {
-        let field = rest.split(['.', ' ']).next().unwrap_or(rest).trim_matches('"');
-        let field = rest
-            .strip_prefix('"')
-            .and_then(|r| r.split('"').next())
-            .or_else(|| rest.split(". ").next())
-            .unwrap_or(field)
-            .rsplit('.')
-            .next()
-            .unwrap_or(field)
-            .to_string();
-        let mut columns: Vec<String> = msg
-            .split("Valid fields are ")
-            .nth(1)
-            .map(|list| {
-                list.trim_end_matches('.')
-                    .split(", ")
-                    .map(|c| c.trim_matches('"').rsplit('.').next().unwrap_or(c).trim_matches('"').to_string())
-                    .collect()
-            })
-            .unwrap_or_default();
-        columns.dedup();
-        let mut unique = Vec::new();
-        for c in columns {
+pub fn explain(err: &DataFusionError, known_tables: &[String]) -> String {
+    if let Some((field, valid)) = field_not_found(err) {
+        let mut unique: Vec<String> = Vec::new();
+        for c in valid {
             if !unique.contains(&c) {
                 unique.push(c);
             }
@@ -107,7 +75,39 @@ pub fn explain(engine: &Engine, err: &DataFusionError) -> String {
             if near.is_empty() { String::new() } else { format!(" (did you mean {}?)", quoted_list(&near)) };
         return format!("unknown column {field}{suggestion}; the columns are: {}{more}", listed.join(", "));
     }
+    let msg = user_message(err);
+    // DataFusion reports an unknown table as a plan error whose only structure is its text.
+    if let Some(name) = between(&msg, "table '", "' not found") {
+        let name = name.strip_prefix("datafusion.").unwrap_or(name);
+        let name = name.strip_prefix("public.").unwrap_or(name);
+        let near = nearest(name, known_tables.iter().filter(|t| !t.starts_with("information_schema.")), 3);
+        return if near.is_empty() {
+            format!("unknown table {name}; `.tables` lists the tables")
+        } else {
+            format!("unknown table {name}; did you mean {}? (`.tables` lists the tables)", quoted_list(&near))
+        };
+    }
     msg
+}
+
+/// The unknown column and the valid ones, from DataFusion's structured schema error.
+fn field_not_found(err: &DataFusionError) -> Option<(String, Vec<String>)> {
+    let mut e = err;
+    loop {
+        match e {
+            DataFusionError::SchemaError(schema_error, _) => {
+                return match schema_error.as_ref() {
+                    SchemaError::FieldNotFound { field, valid_fields } => {
+                        Some((field.name.clone(), valid_fields.iter().map(|c| c.name.clone()).collect()))
+                    }
+                    _ => None,
+                };
+            }
+            DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => e = inner,
+            DataFusionError::Shared(inner) => e = inner,
+            _ => return None,
+        }
+    }
 }
 
 fn between<'a>(s: &'a str, start: &str, end: &str) -> Option<&'a str> {

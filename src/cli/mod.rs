@@ -1,24 +1,35 @@
-//! The `jcsql` command line: argument parsing, one-shot statements, `sync`, `connect`,
-//! `simulate` and `demo`. The REPL lives in [`crate::repl`].
+//! The front ends: the `jcsql` command line (argument parsing, one-shot statements, `sync`,
+//! `connect`, `simulate`, `demo`), the REPL ([`repl`]), output formats ([`output`]), progress
+//! bars ([`progress`]), the workspace commands ([`workspace`]) and the one statement pipeline
+//! they share ([`pipeline`]). Everything here sits on [`Engine`]; nothing below names it.
+
+pub mod config;
+pub mod output;
+pub mod pipeline;
+pub mod progress;
+pub mod repl;
+pub mod workspace;
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use datafusion::arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 
-use crate::config::{Home, JumpCloudSettings, StoredConfig, parse_duration};
+use crate::connection::{DEFAULT_MAX_AGE, Freshness, RefreshSummary, SyncObserver};
 use crate::error::JcsqlError;
 use crate::jumpcloud::client::{ApiKey, ClientConfig, DEFAULT_BASE_URL};
 use crate::jumpcloud::simulator::{DEMO_API_KEY, Simulator, SimulatorConfig};
-use crate::jumpcloud::{Freshness, RefreshSummary, SyncObserver};
-use crate::output::{Format, render};
-use crate::progress::ProgressObserver;
 use crate::{Engine, EngineOptions};
+use config::{Home, JumpCloudSettings, StoredConfig, parse_duration};
+use output::Format;
+pub use pipeline::plural;
+use pipeline::{Outcome, Pipeline, YesFlag, split_statements, write_result};
+use progress::ProgressObserver;
 
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_ERROR: u8 = 1;
@@ -40,8 +51,8 @@ pub struct Cli {
 
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct GlobalArgs {
-    /// Run SQL and exit (repeatable; each may hold several statements)
-    #[arg(short = 'c', long = "command", global = true, value_name = "SQL")]
+    /// Run SQL and exit (repeatable; each may hold several statements; may start with a comment)
+    #[arg(short = 'c', long = "command", global = true, value_name = "SQL", allow_hyphen_values = true)]
     pub commands: Vec<String>,
     /// Run the SQL in FILE and exit (repeatable)
     #[arg(short = 'f', long = "file", global = true, value_name = "FILE")]
@@ -98,7 +109,7 @@ pub enum Command {
     /// Manage boards (saved queries, views boards.NAME)
     Board {
         #[command(subcommand)]
-        command: crate::workspace::BoardCommand,
+        command: workspace::BoardCommand,
     },
     /// What can be joined to TABLE: relations, and other tools' columns whose values match
     Fields { table: String },
@@ -228,17 +239,17 @@ async fn dispatch(cli: Cli) -> Result<u8, JcsqlError> {
         Some(Command::Connect { target: ConnectTarget::Files { name, path } }) => {
             let home = Home::from_env()?;
             let (engine, _) = engine_from_settings(&home, &g).await?;
-            crate::workspace::connect_files(&engine, &home, &name, &path).await
+            workspace::connect_files(&engine, &home, &name, &path).await
         }
         Some(Command::Disconnect { name }) => {
             let home = Home::from_env()?;
             let (engine, _) = engine_from_settings(&home, &g).await?;
-            crate::workspace::disconnect(&engine, &home, &name, &g).await
+            workspace::disconnect(&engine, &home, &name, &g).await
         }
         Some(Command::Board { command }) => {
             let home = Home::from_env()?;
             let (engine, _) = engine_from_settings(&home, &g).await?;
-            crate::workspace::board_command(&engine, command, &g).await
+            workspace::board_command(&engine, command, &g).await
         }
         Some(Command::Permissions { change }) => {
             let home = Home::from_env()?;
@@ -247,7 +258,7 @@ async fn dispatch(cli: Cli) -> Result<u8, JcsqlError> {
         Some(Command::Fields { table }) => {
             let home = Home::from_env()?;
             let (engine, _) = engine_from_settings(&home, &g).await?;
-            crate::workspace::fields_command(&engine, &table, &g).await
+            workspace::fields_command(&engine, &table, &g).await
         }
         Some(Command::Simulate { port, api_key, users, seed, latency_ms, fail_rate, rate_limit }) => {
             let mut cfg = SimulatorConfig::new(users, seed);
@@ -296,24 +307,26 @@ impl Demo {
             client: Some(client),
             cache_dir: Some(dir.path().to_path_buf()),
             freshness,
-            permissions: Default::default(),
             audit_log: Some(dir.path().join("audit.jsonl")),
+            ..Default::default()
         })
         .await?;
         install_observer(&engine, g);
         // The example boards and the exports that join to this org, unless --boards points elsewhere.
         let sources = simulator
-            .with_org(|org| crate::workspace::write_demo_workspace(dir.path(), org))
+            .with_org(|org| workspace::write_demo_workspace(dir.path(), org))
             .map_err(|e| JcsqlError::Config(format!("cannot write the demo boards: {e}")))?;
         let boards_dir = g.boards.clone().unwrap_or_else(|| dir.path().join("boards"));
-        crate::workspace::open(&engine, &sources, &boards_dir, g.quiet).await;
+        workspace::open(&engine, &sources, &boards_dir, g.quiet).await;
         Ok(Demo { simulator, engine, dir })
     }
 }
 
 fn install_observer(engine: &Engine, g: &GlobalArgs) {
     let observer: Arc<dyn SyncObserver> = Arc::new(ProgressObserver::new(!g.quiet));
-    engine.connection().set_observer(observer);
+    for conn in engine.connections() {
+        conn.set_observer(observer.clone());
+    }
 }
 
 fn freshness_from(g: &GlobalArgs, stored: Option<&JumpCloudSettings>) -> Result<Freshness, JcsqlError> {
@@ -324,16 +337,28 @@ fn freshness_from(g: &GlobalArgs, stored: Option<&JumpCloudSettings>) -> Result<
         .or_else(|| stored.and_then(|s| s.max_age.clone()));
     let max_age = match text {
         Some(t) => parse_duration(&t)?,
-        None => crate::jumpcloud::DEFAULT_MAX_AGE,
+        None => DEFAULT_MAX_AGE,
     };
     Ok(Freshness { max_age, offline: g.offline })
 }
 
 /// The engine for the configured connection: environment first, then the config file.
 pub async fn engine_from_settings(home: &Home, g: &GlobalArgs) -> Result<(Engine, StoredConfig), JcsqlError> {
+    engine_with_key(home, g, None).await
+}
+
+/// The engine for the configured connection; `key` (a key just stored) wins over the
+/// environment's, which wins over the config file's.
+async fn engine_with_key(
+    home: &Home,
+    g: &GlobalArgs,
+    key: Option<String>,
+) -> Result<(Engine, StoredConfig), JcsqlError> {
     let stored = StoredConfig::load(&home.config_file())?;
     let settings = stored.jumpcloud.clone().unwrap_or_default();
-    let key = std::env::var("JUMPCLOUD_API_KEY").ok().filter(|k| !k.trim().is_empty()).or(settings.api_key.clone());
+    let key = key
+        .or_else(|| std::env::var("JUMPCLOUD_API_KEY").ok().filter(|k| !k.trim().is_empty()))
+        .or(settings.api_key.clone());
     let url = std::env::var("JUMPCLOUD_API_URL")
         .ok()
         .filter(|u| !u.trim().is_empty())
@@ -355,11 +380,12 @@ pub async fn engine_from_settings(home: &Home, g: &GlobalArgs) -> Result<(Engine
         freshness,
         permissions: stored.permissions.clone(),
         audit_log: Some(home.audit_log()),
+        ..Default::default()
     })
     .await?;
     install_observer(&engine, g);
     let boards_dir = g.boards.clone().unwrap_or_else(|| home.boards_dir());
-    crate::workspace::open(&engine, &stored.sources, &boards_dir, g.quiet).await;
+    workspace::open(&engine, &stored.sources, &boards_dir, g.quiet).await;
     Ok((engine, stored))
 }
 
@@ -380,52 +406,30 @@ async fn run_front_end(engine: &Engine, g: &GlobalArgs, home: &Home) -> Result<u
         scripts.push(("stdin".to_string(), text));
     }
     if scripts.is_empty() {
-        return crate::repl::run(engine, g, home, format).await;
+        return repl::run(engine, g, home, format).await;
     }
-    let engine_client_missing = engine.connection().client().is_none();
+    let pipeline = Pipeline {
+        engine,
+        format,
+        maxrows: g.maxrows,
+        width: if std::io::stdout().is_terminal() { output::terminal_width() } else { None },
+        footer: !g.quiet && format == Format::Table && std::io::stderr().is_terminal(),
+        timer: false,
+        summary: !g.quiet,
+        cancellable: false,
+    };
     let mut failed_calls = false;
     for (origin, text) in scripts {
         let statements = split_statements(&text);
         let many = statements.len() > 1 || origin != "-c";
         for stmt in statements {
-            let started = Instant::now();
-            match run_statement(engine, &stmt.sql).await {
-                Ok(done) if !done.planned.is_empty() => {
-                    // Actions: with --yes apply what the result shows; without, show it and stop.
-                    eprint!("{}", crate::actions::describe_plan(&done.planned));
-                    if !g.yes {
-                        print_result(format, &done.schema, &done.batches, g.maxrows)?;
-                        eprintln!(
-                            "Nothing was applied: run again with --yes to apply {}.",
-                            plural(done.planned.len(), "call")
-                        );
-                        return Ok(EXIT_NOT_APPLIED);
-                    }
-                    let results = engine.apply(&done.planned).await;
-                    let batch = crate::actions::results_batch(&results);
-                    print_result(format, &batch.schema(), &[batch], g.maxrows)?;
-                    if !g.quiet {
-                        eprintln!("Applied: {}", crate::actions::summarize(&results));
-                    }
-                    if results.iter().any(|r| r.status.starts_with("error")) {
-                        failed_calls = true;
-                    }
-                }
-                Ok(done) => {
-                    print_result(format, &done.schema, &done.batches, g.maxrows)?;
-                    if !done.called.is_empty() {
-                        eprintln!("The result shows no planned call, so nothing is applied.");
-                    }
-                    if !g.quiet && format == Format::Table && std::io::stderr().is_terminal() {
-                        let rows: usize = done.batches.iter().map(RecordBatch::num_rows).sum();
-                        eprintln!("{} in {:.3}s", plural(rows, "row"), started.elapsed().as_secs_f64());
-                    }
-                }
-                Err(e) => {
-                    let mut msg = crate::hints::explain(engine, &e);
-                    if engine_client_missing && msg.contains("not connected") {
-                        msg = JcsqlError::NotConnected.to_string();
-                    }
+            let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+            match pipeline.run(&stmt.sql, &mut out, &mut err, &mut YesFlag(g.yes)).await {
+                Outcome::Shown => {}
+                Outcome::Applied(results) => failed_calls |= results.iter().any(|r| r.status.starts_with("error")),
+                Outcome::NotApplied => return Ok(EXIT_NOT_APPLIED),
+                Outcome::Cancelled => return Ok(EXIT_ERROR),
+                Outcome::Failed(msg) => {
                     if many {
                         eprintln!("Error: {origin}, line {}: {msg}", stmt.line);
                     } else {
@@ -436,153 +440,37 @@ async fn run_front_end(engine: &Engine, g: &GlobalArgs, home: &Home) -> Result<u
             }
         }
     }
-    if failed_calls {
-        return Ok(EXIT_ERROR);
-    }
-    Ok(EXIT_OK)
+    Ok(if failed_calls { EXIT_ERROR } else { EXIT_OK })
 }
 
-pub fn plural(n: usize, word: &str) -> String {
-    if n == 1 { format!("1 {word}") } else { format!("{n} {word}s") }
-}
-
-/// Plans and runs one statement, returning its output schema and rows (and planned actions).
-pub async fn run_statement(
-    engine: &Engine,
-    sql: &str,
-) -> Result<crate::engine::Executed, datafusion::error::DataFusionError> {
-    engine.execute(sql).await
-}
-
+/// Prints a result on stdout (fitted to the terminal when it is one).
 pub fn print_result(
     format: Format,
     schema: &datafusion::arrow::datatypes::SchemaRef,
     batches: &[RecordBatch],
     maxrows: Option<usize>,
 ) -> Result<(), JcsqlError> {
-    let width = if std::io::stdout().is_terminal() { crate::output::terminal_width() } else { None };
+    let width = if std::io::stdout().is_terminal() { output::terminal_width() } else { None };
     write_result(&mut std::io::stdout().lock(), format, schema, batches, maxrows, width)
 }
 
-/// Writes a result in `format`; `maxrows` caps the rows shown in table, line and markdown
-/// output, `width` fits tables to a terminal.
-pub fn write_result(
-    out: &mut dyn Write,
-    format: Format,
-    schema: &datafusion::arrow::datatypes::SchemaRef,
-    batches: &[RecordBatch],
-    maxrows: Option<usize>,
-    width: Option<usize>,
-) -> Result<(), JcsqlError> {
-    let shown: Vec<RecordBatch> = match (format, maxrows) {
-        (Format::Table | Format::Line | Format::Markdown, Some(max)) => {
-            let mut left = max;
-            batches
-                .iter()
-                .filter_map(|b| {
-                    let take = left.min(b.num_rows());
-                    left -= take;
-                    (take > 0).then(|| b.slice(0, take))
-                })
-                .collect()
-        }
-        _ => batches.to_vec(),
-    };
-    let text = match format {
-        Format::Table => crate::output::render_table(schema, &shown, width),
-        f => render(f, schema, &shown),
-    }
-    .map_err(|e| JcsqlError::Config(format!("cannot format the result: {e}")))?;
-    let _ = out.write_all(text.as_bytes());
-    let _ = out.flush();
-    Ok(())
-}
-
-/// One statement of a script and the line it starts on.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Statement {
-    pub line: usize,
-    pub sql: String,
-}
-
-/// Splits on `;` outside quotes and comments; empty statements are dropped.
-pub fn split_statements(text: &str) -> Vec<Statement> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut line = 1;
-    let mut start_line = None;
-    let mut chars = text.chars().peekable();
-    let mut quote: Option<char> = None;
-    while let Some(c) = chars.next() {
-        if c == '\n' {
-            line += 1;
-        }
-        if let Some(q) = quote {
-            cur.push(c);
-            if c == q {
-                quote = None;
-            }
-            continue;
-        }
-        match c {
-            '\'' | '"' => {
-                quote = Some(c);
-                start_line.get_or_insert(line);
-                cur.push(c);
-            }
-            '-' if chars.peek() == Some(&'-') => {
-                for n in chars.by_ref() {
-                    if n == '\n' {
-                        line += 1;
-                        cur.push('\n');
-                        break;
-                    }
-                }
-            }
-            '/' if chars.peek() == Some(&'*') => {
-                let mut prev = ' ';
-                for n in chars.by_ref() {
-                    if n == '\n' {
-                        line += 1;
-                    }
-                    if prev == '*' && n == '/' {
-                        break;
-                    }
-                    prev = n;
-                }
-                cur.push(' ');
-            }
-            ';' => {
-                if !cur.trim().is_empty() {
-                    out.push(Statement { line: start_line.unwrap_or(line), sql: cur.trim().to_string() });
-                }
-                cur.clear();
-                start_line = None;
-            }
-            c => {
-                if !c.is_whitespace() {
-                    start_line.get_or_insert(line);
-                }
-                cur.push(c);
-            }
-        }
-    }
-    if !cur.trim().is_empty() {
-        out.push(Statement { line: start_line.unwrap_or(line), sql: cur.trim().to_string() });
-    }
-    out
+/// Runs a read-only query for a command's output (`board list`, `permissions`).
+pub async fn print_query(engine: &Engine, sql: &str, format: Format, maxrows: Option<usize>) -> Result<(), JcsqlError> {
+    let batches = engine.sql(sql).await.map_err(|e| JcsqlError::Config(engine.explain(&e)))?;
+    let schema = batches.first().map(|b| b.schema()).unwrap_or_else(|| Arc::new(Schema::empty()));
+    print_result(format, &schema, &batches, maxrows)
 }
 
 /// `jcsql sync`: fetch now, with progress on stderr and a summary table on stdout.
 async fn sync(engine: &Engine, tables: &[String], g: &GlobalArgs) -> Result<u8, JcsqlError> {
     let conn = engine.connection();
-    if conn.client().is_none() {
+    if !conn.is_connected() {
         return Err(JcsqlError::NotConnected);
     }
     if g.offline {
         return Err(JcsqlError::Config("`jcsql sync` fetches, which --offline forbids; drop --offline".into()));
     }
-    let started = Instant::now();
+    let started = std::time::Instant::now();
     let results = conn.sync(tables).await;
     let format = g.format.unwrap_or(if std::io::stdout().is_terminal() { Format::Table } else { Format::Csv });
     let failed = results.iter().filter(|(_, r)| r.is_err()).count();
@@ -670,10 +558,9 @@ async fn connect_jumpcloud(
         "The key works; it is saved in {} (readable by you only). Fetching your directory…",
         home.config_file().display()
     );
-    // The environment's key would override the one just stored; the first sync must use the new one.
-    // SAFETY: single-threaded at this point of the CLI's life as far as env access is concerned.
-    unsafe { std::env::remove_var("JUMPCLOUD_API_KEY") };
-    let (engine, _) = engine_from_settings(home, g).await?;
+    // The first sync uses the key just stored, whatever the environment holds.
+    let stored_key = stored.jumpcloud.as_ref().and_then(|s| s.api_key.clone());
+    let (engine, _) = engine_with_key(home, g, stored_key).await?;
     sync(&engine, &[], g).await
 }
 
@@ -681,29 +568,14 @@ async fn connect_jumpcloud(
 async fn permissions(home: &Home, change: Option<PermissionChange>, g: &GlobalArgs) -> Result<u8, JcsqlError> {
     let mut stored = StoredConfig::load(&home.config_file())?;
     if let Some(change) = change {
-        let (action, enable) = match change {
-            PermissionChange::Enable { action } => (action, true),
-            PermissionChange::Disable { action } => (action, false),
-        };
-        let known: Vec<&str> = crate::actions::ACTIONS.iter().map(|(n, _, _)| *n).chain(["read_only"]).collect();
-        if !known.contains(&action.as_str()) {
-            return Err(JcsqlError::Config(format!("unknown action {action}; the actions are: {}", known.join(", "))));
-        }
-        let p = &mut stored.permissions;
-        if action == "read_only" {
-            p.read_only = enable;
-        } else if enable {
-            p.disabled.remove(&action);
-        } else {
-            p.disabled.insert(action);
+        match change {
+            PermissionChange::Enable { action } => stored.permissions.set(&action, true)?,
+            PermissionChange::Disable { action } => stored.permissions.set(&action, false)?,
         }
         stored.save(&home.config_file())?;
     }
     let engine = Engine::new(EngineOptions { permissions: stored.permissions.clone(), ..Default::default() }).await?;
-    let done = run_statement(&engine, "select action, enabled from jcsql.permissions")
-        .await
-        .map_err(|e| JcsqlError::Config(crate::error::user_message(&e)))?;
     let format = g.format.unwrap_or(if std::io::stdout().is_terminal() { Format::Table } else { Format::Csv });
-    print_result(format, &done.schema, &done.batches, None)?;
+    print_query(&engine, "select action, enabled from jcsql.permissions", format, None).await?;
     Ok(EXIT_OK)
 }

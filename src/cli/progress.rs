@@ -6,8 +6,8 @@ use std::sync::Mutex;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::connection::{RefreshSummary, SyncObserver};
 use crate::error::JcsqlError;
-use crate::jumpcloud::{RefreshSummary, SyncObserver};
 
 pub struct ProgressObserver {
     multi: MultiProgress,

@@ -6,7 +6,6 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::io::Write;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Instant;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
@@ -18,15 +17,15 @@ use rustyline::history::{DefaultHistory, History};
 use rustyline::validate::Validator;
 use rustyline::{Context, Editor, Helper};
 
+use super::GlobalArgs;
+use super::config::Home;
+use super::output::{Format, terminal_width};
+use super::pipeline::{Confirm, Outcome, Pipeline, YesFlag, plural, split_statements, write_result};
 use crate::Engine;
-use crate::actions::Call;
-use crate::cli::{GlobalArgs, plural, run_statement, split_statements, write_result};
-use crate::config::Home;
+use crate::actions::ACTIONS;
+use crate::connection::Freshness;
 use crate::error::JcsqlError;
-use crate::hints::explain;
-use crate::jumpcloud::Freshness;
-use crate::jumpcloud::tables::{self, PRIMARY_FIELD_KEY};
-use crate::output::{Format, terminal_width};
+use crate::table::PRIMARY_FIELD_KEY;
 
 /// Meta-commands: name, arguments, what it does. `.help` and completion read this table.
 pub const META_COMMANDS: &[(&str, &str, &str)] = &[
@@ -313,7 +312,7 @@ impl<'a> Repl<'a> {
     /// Reads and runs until `.quit` or end of input.
     pub async fn run(&mut self, reader: &mut dyn LineReader) {
         self.refresh_words().await;
-        let secret = self.engine.connection().client().map(|c| c.config().api_key.expose().to_string());
+        let secrets = self.engine.secrets();
         let mut buffer = String::new();
         loop {
             let prompt = if buffer.is_empty() { "jcsql> " } else { "   ...> " };
@@ -326,7 +325,7 @@ impl<'a> Repl<'a> {
                 ReadResult::Eof => break,
             };
             let trimmed = line.trim();
-            let keep_in_history = |l: &str| secret.as_ref().is_none_or(|s| s.is_empty() || !l.contains(s.as_str()));
+            let keep_in_history = |l: &str| secrets.iter().all(|s| s.is_empty() || !l.contains(s.as_str()));
             if buffer.is_empty() && (trimmed.starts_with('.') || trimmed.starts_with('\\')) {
                 if keep_in_history(trimmed) {
                     reader.add_history(trimmed);
@@ -351,94 +350,61 @@ impl<'a> Repl<'a> {
                 reader.add_history(text.trim());
             }
             for stmt in split_statements(&text) {
-                let planned = self.execute(&stmt.sql).await;
-                self.confirm_and_apply(planned, reader).await;
+                self.run_statement(&stmt.sql, reader).await;
             }
             self.refresh_words().await;
         }
         let _ = self.out.flush();
     }
 
-    /// Runs a statement and prints its result; returns the action calls it planned.
-    pub async fn execute(&mut self, sql: &str) -> Vec<(usize, Call)> {
-        let started = Instant::now();
-        let requests_before = self.engine.connection().requests_made();
-        let result = tokio::select! {
-            r = run_statement(self.engine, sql) => Some(r),
-            _ = tokio::signal::ctrl_c() => None,
-        };
-        match result {
-            None => {
-                let _ = writeln!(self.err, "cancelled");
-                Vec::new()
-            }
-            Some(Ok(done)) => {
-                if let Err(e) =
-                    write_result(&mut self.out, self.format, &done.schema, &done.batches, self.maxrows, self.width)
-                {
-                    let _ = writeln!(self.err, "Error: {e}");
-                }
-                let _ = self.out.flush();
-                let rows: usize = done.batches.iter().map(RecordBatch::num_rows).sum();
-                let shown = self.maxrows.filter(|m| *m < rows && matches!(self.format, Format::Table | Format::Line));
-                let mut footer = format!("{} in {:.3}s", plural(rows, "row"), started.elapsed().as_secs_f64());
-                if let Some(m) = shown {
-                    footer.push_str(&format!(" ({m} shown)"));
-                }
-                if self.timer {
-                    let requests = self.engine.connection().requests_made() - requests_before;
-                    footer.push_str(&format!(", {}", plural(requests as usize, "API request")));
-                }
-                if self.timer || matches!(self.format, Format::Table | Format::Line) {
-                    let _ = writeln!(self.err, "{footer}");
-                }
-                if !done.called.is_empty() && done.planned.is_empty() {
-                    let _ = writeln!(self.err, "The result shows no planned call, so nothing is applied.");
-                }
-                self.last_query = Some(sql.to_string());
-                done.planned
-            }
-            Some(Err(e)) => {
-                let _ = writeln!(self.err, "Error: {}", explain(self.engine, &e));
-                Vec::new()
-            }
+    /// Runs one statement through the pipeline: result, plan, the question, what was applied.
+    pub async fn run_statement(&mut self, sql: &str, reader: &mut dyn LineReader) {
+        if self.run_with(sql, &mut Ask(reader)).await {
+            self.last_query = Some(sql.to_string());
         }
     }
 
-    /// Shows a plan, asks, and applies it when the answer is yes.
-    async fn confirm_and_apply(&mut self, planned: Vec<(usize, Call)>, reader: &mut dyn LineReader) {
-        if planned.is_empty() {
-            return;
-        }
-        let _ = write!(self.err, "{}", crate::actions::describe_plan(&planned));
-        let _ = self.err.flush();
-        let question = format!("Apply {}? [y/N] ", plural(planned.len(), "call"));
-        let yes = match reader.read_line(&question) {
-            ReadResult::Line(a) => matches!(a.trim(), "y" | "Y" | "yes"),
-            _ => false,
+    /// A meta-command's query (it plans no action, so nothing is asked).
+    async fn show_query(&mut self, sql: &str) {
+        self.run_with(sql, &mut YesFlag(false)).await;
+    }
+
+    /// `true` when the statement ran (whatever became of its plan).
+    async fn run_with(&mut self, sql: &str, confirm: &mut dyn Confirm) -> bool {
+        let pipeline = Pipeline {
+            engine: self.engine,
+            format: self.format,
+            maxrows: self.maxrows,
+            width: self.width,
+            footer: matches!(self.format, Format::Table | Format::Line),
+            timer: self.timer,
+            summary: true,
+            cancellable: true,
         };
-        if !yes {
-            let _ = writeln!(self.err, "Nothing was applied.");
-            return;
-        }
-        let results = self.engine.apply(&planned).await;
-        self.print_batch(crate::actions::results_batch(&results));
-        let _ = writeln!(self.err, "Applied: {}", crate::actions::summarize(&results));
+        let ran = match pipeline.run(sql, &mut self.out, &mut self.err, confirm).await {
+            Outcome::Failed(msg) => {
+                let _ = writeln!(self.err, "Error: {msg}");
+                false
+            }
+            Outcome::Cancelled => false,
+            _ => true,
+        };
+        let _ = self.out.flush();
+        ran
     }
 
     /// `.action NAME`: asks for each input, then plans, confirms and applies the one call.
     async fn prompted_action(&mut self, name: &str, reader: &mut dyn LineReader) {
-        let Some((action, inputs, _)) = crate::actions::ACTIONS.iter().find(|(n, _, _)| *n == name) else {
-            let names: Vec<&str> = crate::actions::ACTIONS.iter().map(|(n, _, _)| *n).collect();
+        let Some(action) = crate::actions::action(name) else {
+            let names: Vec<&str> = ACTIONS.iter().map(|a| a.name).collect();
             let _ = writeln!(self.err, "Error: unknown action {name}; the actions are: {}", names.join(", "));
             return;
         };
         let mut values = Vec::new();
-        for input in inputs.iter() {
-            let optional = input.ends_with("(optional)");
-            match reader.read_line(&format!("{input}: ")) {
+        for input in action.inputs {
+            match reader.read_line(&format!("{}: ", input.describe())) {
                 ReadResult::Line(v) if !v.trim().is_empty() => values.push(v.trim().to_string()),
-                ReadResult::Line(_) if optional => {}
+                ReadResult::Line(_) if input.optional => {}
                 _ => {
                     let _ = writeln!(self.err, "Nothing was planned.");
                     return;
@@ -446,9 +412,8 @@ impl<'a> Repl<'a> {
             }
         }
         let args: Vec<String> = values.iter().map(|v| format!("'{}'", v.replace('\'', "''"))).collect();
-        let sql = format!("select {action}({}) as status", args.join(", "));
-        let planned = self.execute(&sql).await;
-        self.confirm_and_apply(planned, reader).await;
+        let sql = format!("select {}({}) as status", action.name, args.join(", "));
+        self.run_statement(&sql, reader).await;
     }
 
     fn print_batch(&mut self, batch: RecordBatch) {
@@ -482,12 +447,11 @@ impl<'a> Repl<'a> {
                 );
             }
             (".tables", _) => {
-                let _ = self
-                    .execute(
-                        "select table_schema as schema, table_name as name, lower(table_type) as type \
+                self.show_query(
+                    "select table_schema as schema, table_name as name, lower(table_type) as type \
                      from information_schema.tables where table_schema <> 'information_schema' order by 1, 2",
-                    )
-                    .await;
+                )
+                .await;
             }
             (".schema", Some(table)) => match schema_batch(self.engine, table).await {
                 Ok(b) => self.print_batch(b),
@@ -503,26 +467,32 @@ impl<'a> Repl<'a> {
                 }
             },
             (".boards", None) => {
-                let _ = self.execute("select name, title, sources, error from jcsql.boards order by name").await;
+                self.show_query("select name, title, sources, error from jcsql.boards order by name").await;
             }
             (".sources", None) => {
-                let _ = self.execute("select name, kind, path, tables, error from jcsql.sources order by name").await;
+                self.show_query("select name, kind, path, tables, error from jcsql.sources order by name").await;
             }
             (".permissions", None) => {
-                let _ = self.execute("select action, enabled from jcsql.permissions").await;
+                self.show_query("select action, enabled from jcsql.permissions").await;
             }
             (".actions", None) => {
                 let p = self.engine.actions().permissions();
                 let batch = string_batch(&[
-                    ("action", crate::actions::ACTIONS.iter().map(|(n, _, _)| n.to_string()).collect()),
-                    ("inputs", crate::actions::ACTIONS.iter().map(|(_, i, _)| i.join(", ")).collect()),
-                    ("enabled", crate::actions::ACTIONS.iter().map(|(n, _, _)| p.allows(n).to_string()).collect()),
-                    ("does", crate::actions::ACTIONS.iter().map(|(_, _, d)| d.to_string()).collect()),
+                    ("action", ACTIONS.iter().map(|a| a.name.to_string()).collect()),
+                    (
+                        "inputs",
+                        ACTIONS
+                            .iter()
+                            .map(|a| a.inputs.iter().map(|i| i.describe()).collect::<Vec<_>>().join(", "))
+                            .collect(),
+                    ),
+                    ("enabled", ACTIONS.iter().map(|a| p.allows(a.name).to_string()).collect()),
+                    ("does", ACTIONS.iter().map(|a| a.does.to_string()).collect()),
                 ]);
                 self.print_batch(batch);
             }
             (".action", Some(name)) => self.prompted_action(name, reader).await,
-            (".fields", Some(table)) => match crate::workspace::fields_batch(self.engine, table).await {
+            (".fields", Some(table)) => match super::workspace::fields_batch(self.engine, table).await {
                 Ok(b) if b.num_rows() == 0 => {
                     let _ = writeln!(
                         self.err,
@@ -541,7 +511,7 @@ impl<'a> Repl<'a> {
                     (None, _) => Err("no query to save yet: run one first, then `.save NAME`".to_string()),
                     (_, None) => Err("no boards folder is set".to_string()),
                     (Some(sql), Some(dir)) => {
-                        crate::workspace::save_board(self.engine, &dir, board, sql, title.as_deref())
+                        super::workspace::save_board(self.engine, &dir, board, sql, title.as_deref())
                             .await
                             .map_err(|e| e.to_string())
                     }
@@ -556,8 +526,9 @@ impl<'a> Repl<'a> {
             }
             (".timer", Some(v @ ("on" | "off"))) => self.timer = v == "on",
             (".offline", Some(v @ ("on" | "off"))) => {
-                let f = self.engine.connection().freshness();
-                self.engine.connection().set_freshness(Freshness { offline: v == "on", ..f });
+                for conn in self.engine.connections() {
+                    conn.set_freshness(Freshness { offline: v == "on", ..conn.freshness() });
+                }
             }
             (".refresh", table) => {
                 let names: Vec<String> = table.map(|t| vec![t.to_string()]).unwrap_or_default();
@@ -603,32 +574,33 @@ fn help_batch() -> RecordBatch {
 
 /// `.schema TABLE`: each column's name, type, whether it is the primary field, and its meaning.
 pub async fn schema_batch(engine: &Engine, table: &str) -> Result<RecordBatch, String> {
-    // `devices` means `jumpcloud.devices` when nothing else has that name.
     let ctx = engine.context();
-    let (table, provider) = match ctx.table_provider(table).await {
-        Ok(p) => (table.to_string(), Ok(p)),
-        Err(e) => match ctx.table_provider(format!("jumpcloud.{table}")).await {
-            Ok(p) => (format!("jumpcloud.{table}"), Ok(p)),
-            Err(_) => (table.to_string(), Err(e)),
-        },
-    };
-    let table = table.as_str();
-    let provider = provider.map_err(|_| {
-        let tables = crate::hints::known_tables(engine);
-        let near = crate::hints::nearest(table, tables.iter(), 3);
-        if near.is_empty() {
+    let Some(table) = engine.qualify(table).await else {
+        let tables = crate::explain::known_tables(ctx);
+        let near = crate::explain::nearest(table, tables.iter(), 3);
+        return Err(if near.is_empty() {
             format!("unknown table {table}; `.tables` lists the tables")
         } else {
             format!(
                 "unknown table {table}; did you mean {}?",
                 near.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
             )
-        }
-    })?;
+        });
+    };
+    let provider = ctx.table_provider(table.as_str()).await.map_err(|e| engine.explain(&e))?;
     let schema = provider.schema();
-    let def = if table.starts_with("jumpcloud.") { tables::table(table) } else { None };
-    // Other tools' tables: the primary field is found from the data.
-    let found_primary = if def.is_none() { crate::sources::primary_field(engine, table).await } else { None };
+    // A connection's table is described by its definition; other tools' primary field is found
+    // from the data.
+    let def = table.split_once('.').and_then(|(schema, name)| {
+        let conn = engine.connections().iter().find(|c| c.name == schema)?;
+        conn.definitions.iter().find(|d| d.name == name)
+    });
+    let view = table.split_once('.').and_then(|(schema, name)| {
+        let conn = engine.connections().iter().find(|c| c.name == schema)?;
+        conn.views.iter().find(|v| v.name == name)
+    });
+    let found_primary =
+        if def.is_none() && view.is_none() { crate::sources::primary_field(ctx, &table).await } else { None };
     let mut names = Vec::new();
     let mut types = Vec::new();
     let mut primary = Vec::new();
@@ -643,13 +615,25 @@ pub async fn schema_batch(engine: &Engine, table: &str) -> Result<RecordBatch, S
     Ok(string_batch(&[("column", names), ("type", types), ("key", primary), ("description", meaning)]))
 }
 
+/// Asks on the REPL's line reader whether to apply a plan.
+struct Ask<'r>(&'r mut dyn LineReader);
+
+impl Confirm for Ask<'_> {
+    fn confirm(&mut self, calls: usize) -> Result<(), String> {
+        match self.0.read_line(&format!("Apply {}? [y/N] ", plural(calls, "call"))) {
+            ReadResult::Line(a) if matches!(a.trim(), "y" | "Y" | "yes") => Ok(()),
+            _ => Err("Nothing was applied.".into()),
+        }
+    }
+}
+
 /// The interactive REPL on the terminal.
 pub async fn run(engine: &Engine, g: &GlobalArgs, home: &Home, format: Format) -> Result<u8, JcsqlError> {
     let mut editor = Editor::<ReplHelper, DefaultHistory>::new()
         .map_err(|e| JcsqlError::Config(format!("cannot start the line editor: {e}")))?;
     let history = home.history_file();
     let _ = editor.load_history(&history);
-    if engine.connection().client().is_none() {
+    if !engine.connection().is_connected() {
         eprintln!("{}", JcsqlError::NotConnected);
     }
     let mut repl = Repl::new(engine, format, Box::new(std::io::stdout()), Box::new(std::io::stderr()));

@@ -1,0 +1,348 @@
+//! A connection is a value: a name (its SQL schema), the tables it serves, a connector that
+//! fetches them (its client and limiter), a cache folder and a freshness policy. The refresh
+//! policy lives here, once, for every connector: fresh snapshots answer; a stale one is
+//! refreshed by the first query that needs it while the others wait on it (single flight); a
+//! failed refresh answers from the previous snapshot with a warning naming its age; offline
+//! and not-connected answer from the cache or say what to do.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{Array, BooleanArray, RecordBatch, StringArray};
+use datafusion::arrow::compute::{concat_batches, filter_record_batch};
+use datafusion::arrow::datatypes::SchemaRef;
+
+use crate::cache::{CachedTable, Snapshot};
+use crate::error::{JcsqlError, Result};
+use crate::table::decode::PageRows;
+use crate::table::{TableDef, ViewDef};
+
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+
+/// How old a snapshot may be before a query refreshes it, and whether fetching is allowed.
+#[derive(Debug, Clone, Copy)]
+pub struct Freshness {
+    pub max_age: Duration,
+    pub offline: bool,
+}
+
+impl Default for Freshness {
+    fn default() -> Self {
+        Freshness { max_age: DEFAULT_MAX_AGE, offline: false }
+    }
+}
+
+/// Receives fetch progress; the CLI draws progress bars, an embedding program may log.
+pub trait SyncObserver: Send + Sync {
+    /// A fetch starts; `total` is the expected amount of `unit` when known.
+    fn started(&self, _table: &str, _total: Option<u64>, _unit: &str) {}
+    fn set_total(&self, _table: &str, _total: u64) {}
+    fn advance(&self, _table: &str, _n: u64) {}
+    fn finished(&self, _table: &str, _outcome: std::result::Result<&RefreshSummary, &JcsqlError>) {}
+    /// Something the user should know (stale data served, a snapshot file discarded).
+    fn warning(&self, _message: &str) {}
+}
+
+/// Reports nothing; the default for embedded use.
+pub struct SilentObserver;
+impl SyncObserver for SilentObserver {}
+
+#[derive(Debug, Clone)]
+pub struct RefreshSummary {
+    pub table: String,
+    pub rows: u64,
+    pub expected_rows: Option<u64>,
+    pub requests: u64,
+    pub duration: Duration,
+    pub bytes_received: u64,
+}
+
+/// What a connector does: fetch one table (or, for a relation table, only the given parents'
+/// rows) into a snapshot. Everything around it (when, how often, what on failure) is the
+/// connection's.
+#[async_trait]
+pub trait Connector: Send + Sync {
+    async fn fetch(
+        &self,
+        conn: &Connection,
+        table: &CachedTable,
+        only_parents: Option<&[String]>,
+    ) -> Result<(Snapshot, RefreshSummary)>;
+
+    /// The secret the connector holds (an API key), so front ends can keep it out of history.
+    fn secret(&self) -> Option<&str> {
+        None
+    }
+}
+
+pub struct Connection {
+    /// The connection's name, which is also the SQL schema its tables live in.
+    pub name: String,
+    connector: Option<Arc<dyn Connector>>,
+    tables: Vec<Arc<CachedTable>>,
+    pub views: &'static [ViewDef],
+    pub definitions: &'static [TableDef],
+    freshness: RwLock<Freshness>,
+    observer: RwLock<Arc<dyn SyncObserver>>,
+    /// Requests made by fetches, for `.timer` and tests.
+    requests: AtomicU64,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection").field("name", &self.name).finish()
+    }
+}
+
+pub fn now_us() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+/// Where a connection's snapshots live under `$JCSQL_HOME`.
+pub fn cache_dir(home: &Path, connection: &str) -> PathBuf {
+    home.join("cache").join(connection)
+}
+
+impl Connection {
+    /// `connector` is `None` when no credentials are configured: cached snapshots still answer.
+    pub fn new(
+        name: &str,
+        connector: Option<Arc<dyn Connector>>,
+        definitions: &'static [TableDef],
+        views: &'static [ViewDef],
+        cache_dir: Option<&Path>,
+        freshness: Freshness,
+    ) -> Self {
+        let tables = definitions.iter().map(|def| Arc::new(CachedTable::new(def, cache_dir))).collect();
+        Connection {
+            name: name.to_string(),
+            connector,
+            tables,
+            views,
+            definitions,
+            freshness: RwLock::new(freshness),
+            observer: RwLock::new(Arc::new(SilentObserver)),
+            requests: AtomicU64::new(0),
+        }
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connector.is_some()
+    }
+
+    pub fn secret(&self) -> Option<&str> {
+        self.connector.as_deref().and_then(|c| c.secret())
+    }
+
+    pub fn tables(&self) -> &[Arc<CachedTable>] {
+        &self.tables
+    }
+
+    /// A table by name (`users`, or qualified with this connection's schema).
+    pub fn table(&self, name: &str) -> Result<&Arc<CachedTable>> {
+        let short = name.strip_prefix(&format!("{}.", self.name)).unwrap_or(name);
+        self.tables.iter().find(|t| t.def.name == short).ok_or_else(|| JcsqlError::UnknownTable {
+            name: name.to_string(),
+            known: self.tables.iter().map(|t| t.def.name).collect::<Vec<_>>().join(", "),
+        })
+    }
+
+    pub fn freshness(&self) -> Freshness {
+        self.freshness.read().map(|f| *f).unwrap_or_default()
+    }
+
+    pub fn set_freshness(&self, f: Freshness) {
+        if let Ok(mut w) = self.freshness.write() {
+            *w = f;
+        }
+    }
+
+    pub fn set_observer(&self, observer: Arc<dyn SyncObserver>) {
+        if let Ok(mut w) = self.observer.write() {
+            *w = observer;
+        }
+    }
+
+    pub fn observer(&self) -> Arc<dyn SyncObserver> {
+        self.observer.read().map(|o| o.clone()).unwrap_or_else(|_| Arc::new(SilentObserver))
+    }
+
+    pub fn requests_made(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    fn is_fresh(&self, snap: &Snapshot) -> bool {
+        let max_age = self.freshness().max_age;
+        snap.age_seconds(now_us()).is_some_and(|age| age < max_age.as_secs_f64())
+    }
+
+    fn current(&self, table: &CachedTable) -> Arc<Snapshot> {
+        let (snap, warning) = table.current();
+        if let Some(w) = warning {
+            self.observer().warning(&w);
+        }
+        snap
+    }
+
+    /// The cached snapshot when it may answer without a fetch: fresh, or held while fetching is
+    /// impossible (offline, not connected). `Err` when it must not be fetched and is not held.
+    fn cached_answer(&self, table: &CachedTable) -> Result<Option<Arc<Snapshot>>> {
+        let snap = self.current(table);
+        let cannot_fetch = self.freshness().offline || self.connector.is_none();
+        if self.is_fresh(&snap) || (snap.meta.is_some() && cannot_fetch) {
+            return Ok(Some(snap));
+        }
+        if self.freshness().offline {
+            return Err(JcsqlError::OfflineNoData { table: table.def.name.to_string() });
+        }
+        if self.connector.is_none() {
+            return Err(JcsqlError::NotConnected);
+        }
+        Ok(None)
+    }
+
+    /// The snapshot a query should read: the cached one while fresh, else refreshed first.
+    /// A failed refresh answers from the previous snapshot with a warning naming its age.
+    pub async fn snapshot_for_query(&self, table: &CachedTable) -> Result<Arc<Snapshot>> {
+        if let Some(snap) = self.cached_answer(table)? {
+            return Ok(snap);
+        }
+        let _guard = table.refresh_lock.lock().await;
+        // Another query may have refreshed it while this one waited for the lock.
+        let snap = self.current(table);
+        if self.is_fresh(&snap) {
+            return Ok(snap);
+        }
+        match self.fetch_and_store(table).await {
+            Ok(_) => Ok(self.current(table)),
+            Err(e) if snap.meta.is_some() => {
+                let age = snap.age_seconds(now_us()).unwrap_or_default();
+                self.observer().warning(&format!(
+                    "{}.{}: refresh failed ({e}); answering from the snapshot fetched {} ago",
+                    self.name,
+                    table.def.name,
+                    human_age(age)
+                ));
+                Ok(snap)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Fetches a table now (`jcsql sync`, `.refresh`), whatever its age.
+    pub async fn refresh(&self, table: &CachedTable) -> Result<RefreshSummary> {
+        if self.connector.is_none() {
+            return Err(JcsqlError::NotConnected);
+        }
+        let _guard = table.refresh_lock.lock().await;
+        self.fetch_and_store(table).await
+    }
+
+    async fn fetch_and_store(&self, table: &CachedTable) -> Result<RefreshSummary> {
+        let connector = self.connector.as_ref().ok_or(JcsqlError::NotConnected)?;
+        let observer = self.observer();
+        let result = match connector.fetch(self, table, None).await {
+            Ok((snapshot, summary)) => {
+                self.requests.fetch_add(summary.requests, Ordering::Relaxed);
+                table.replace(snapshot).map(|_| summary)
+            }
+            Err(e) => Err(e),
+        };
+        match &result {
+            Ok(s) => observer.finished(table.def.name, Ok(s)),
+            Err(e) => {
+                table.set_error(Some(e.to_string()));
+                observer.finished(table.def.name, Err(e));
+            }
+        }
+        result
+    }
+
+    /// Rows of a relation table for the given parents only: from the snapshot while it may
+    /// answer, else fetched for those parents (not cached, since it is not the whole table).
+    pub async fn rows_for_parents(&self, table: &CachedTable, parents: &[String]) -> Result<Vec<RecordBatch>> {
+        if let Some(snap) = self.cached_answer(table)? {
+            return Ok(snap.batches.clone());
+        }
+        let connector = self.connector.as_ref().ok_or(JcsqlError::NotConnected)?;
+        let (snapshot, summary) = connector.fetch(self, table, Some(parents)).await?;
+        self.requests.fetch_add(summary.requests, Ordering::Relaxed);
+        Ok(snapshot.batches)
+    }
+
+    /// Fetches the given tables (all when empty), parents before the relations that need them.
+    pub async fn sync(&self, names: &[String]) -> Vec<(String, Result<RefreshSummary>)> {
+        let wanted: Vec<Arc<CachedTable>> = if names.is_empty() {
+            self.tables.clone()
+        } else {
+            let mut v = Vec::new();
+            for n in names {
+                match self.table(n) {
+                    Ok(t) => v.push(t.clone()),
+                    Err(e) => return vec![(n.clone(), Err(e))],
+                }
+            }
+            v
+        };
+        // Every table at once: the limiter bounds the requests in flight, and a relation table
+        // waits on its parent's refresh lock, so it starts as soon as its parent has landed.
+        futures::future::join_all(wanted.iter().map(|t| async move { (t.def.name.to_string(), self.refresh(t).await) }))
+            .await
+    }
+}
+
+pub fn human_age(seconds: f64) -> String {
+    let s = seconds.max(0.0) as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86400 => format!("{}h {}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d {}h", s / 86400, (s % 86400) / 3600),
+    }
+}
+
+/// The `id` column of a parent snapshot.
+pub fn ids_of(batches: &[RecordBatch]) -> Vec<String> {
+    let mut ids = Vec::new();
+    for b in batches {
+        if let Some(col) = b.column_by_name("id").and_then(|c| c.as_any().downcast_ref::<StringArray>()) {
+            ids.extend((0..col.len()).filter(|i| col.is_valid(*i)).map(|i| col.value(i).to_string()));
+        }
+    }
+    ids
+}
+
+const BATCH_ROWS: usize = 8192;
+
+/// Drops rows seen on an earlier page (a record can move between pages while paging) and merges
+/// the small page batches into batches of about [`BATCH_ROWS`].
+pub fn dedupe_and_merge(schema: &SchemaRef, pages: Vec<PageRows>) -> Result<Vec<RecordBatch>> {
+    let fail = |e: datafusion::arrow::error::ArrowError| JcsqlError::Cache(e.to_string());
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    let mut pending: Vec<RecordBatch> = Vec::new();
+    let mut pending_rows = 0;
+    for page in pages {
+        let keep: Vec<bool> = page.keys.into_iter().map(|k| seen.insert(k)).collect();
+        let batch = if keep.iter().all(|k| *k) {
+            page.batch
+        } else {
+            filter_record_batch(&page.batch, &BooleanArray::from(keep)).map_err(fail)?
+        };
+        pending_rows += batch.num_rows();
+        pending.push(batch);
+        if pending_rows >= BATCH_ROWS {
+            out.push(concat_batches(schema, &pending).map_err(fail)?);
+            pending.clear();
+            pending_rows = 0;
+        }
+    }
+    if pending_rows > 0 {
+        out.push(concat_batches(schema, &pending).map_err(fail)?);
+    }
+    Ok(out)
+}
