@@ -12,8 +12,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use jcsql::jumpcloud::EVENTS_PAGE_SIZE;
 use jcsql::jumpcloud::client::PAGE_SIZE;
 use jcsql::jumpcloud::simulator::{Org, OrgSpec, Simulator, SimulatorConfig};
+use jcsql::jumpcloud::tables::all_tables;
+use jcsql::table::Source;
 
 struct Args {
     users: usize,
@@ -70,15 +73,17 @@ fn pages(n: usize) -> u64 {
     (n as u64).div_ceil(PAGE_SIZE).max(1)
 }
 
-/// Σ max(1, ⌈rows ÷ 100⌉) over each list and each parent of each relation.
+/// Σ max(1, ⌈rows ÷ 100⌉) over each list and each parent of each relation, plus the event
+/// log's pages of 10,000 (its last page is always short, so ⌊rows ÷ 10,000⌋ + 1).
 fn minimum_pages(org: &Org) -> u64 {
-    let lists =
-        pages(org.users.len()) + pages(org.groups.len()) + pages(org.devices.len()) + pages(org.applications.len());
-    let members: u64 = org.group_members.iter().map(|m| pages(m.len())).sum();
-    let bindings: u64 = org.device_users.iter().map(|d| pages(d.len())).sum();
-    let app_groups: u64 = org.app_groups.iter().map(|g| pages(g.len())).sum();
-    let app_users: u64 = org.app_users.iter().map(|u| pages(u.len())).sum();
-    lists + members + bindings + app_groups + app_users
+    all_tables()
+        .iter()
+        .map(|t| match &t.source {
+            Source::List { .. } => pages(org.rows_of(t.name).unwrap_or(0)),
+            Source::PerParent { .. } => org.rows_per_parent(t.name).unwrap_or_default().into_iter().map(pages).sum(),
+            Source::Log { .. } => org.rows_of(t.name).unwrap_or(0) as u64 / EVENTS_PAGE_SIZE + 1,
+        })
+        .sum()
 }
 
 fn jcsql_binary() -> PathBuf {
@@ -211,14 +216,7 @@ async fn bench(a: Args) {
     let (sync_wall, sync_peak) = (sync.wall, sync.peak_rss);
     let requests = sim.request_count();
     let load = sim.request_load();
-    let rows = org.users.len()
-        + org.groups.len()
-        + org.devices.len()
-        + org.applications.len()
-        + memberships
-        + bindings
-        + org.app_groups.iter().map(Vec::len).sum::<usize>()
-        + org.app_users.iter().map(Vec::len).sum::<usize>();
+    let rows: usize = all_tables().iter().map(|t| org.rows_of(t.name).unwrap_or(0)).sum();
     let bound = Duration::from_secs_f64(requests as f64 / a.in_flight as f64 * a.latency_ms as f64 / 1000.0);
     let cache_bytes: u64 = std::fs::read_dir(home.path().join("cache/jumpcloud"))
         .map(|rd| rd.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
@@ -294,8 +292,11 @@ async fn bench(a: Args) {
     let check = |ok: bool| if ok { "met" } else { "MISSED" };
     let mut out = String::new();
     out.push_str(&format!(
-        "Org: {} users, {} groups, {} memberships, {} devices ({} bindings), {} applications; simulator latency {} ms; {} requests in flight.\n\n",
-        org.users.len(), org.groups.len(), memberships, org.devices.len(), bindings, org.applications.len(), a.latency_ms, a.in_flight
+        "Org: {} users, {} groups, {} memberships, {} devices ({} bindings), {} applications, {} administrators, {} device groups, {} policies ({} results), {} events in 30 days; {} rows in all; simulator latency {} ms; {} requests in flight.\n\n",
+        org.users.len(), org.groups.len(), memberships, org.devices.len(), bindings, org.applications.len(),
+        org.audit.admins.len(), org.audit.device_groups.len(), org.audit.policies.len(),
+        org.rows_of("policy_statuses").unwrap_or(0), org.rows_of("directory_events").unwrap_or(0), rows,
+        a.latency_ms, a.in_flight
     ));
     out.push_str("| measure | figure | target | |\n|---|---|---|---|\n");
     out.push_str(&format!(

@@ -36,6 +36,12 @@ pub struct SnapshotMeta {
     pub bytes_received: u64,
     /// Changes whenever the table's columns change, so an old file is never read as new.
     pub schema_fingerprint: String,
+    /// For event logs: the start of the time window the snapshot covers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub covers_from_us: Option<i64>,
+    /// For event logs: the time of the newest entry held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newest_us: Option<i64>,
 }
 
 #[derive(Debug, Default)]
@@ -263,6 +269,8 @@ mod tests {
             duration_ms: 0,
             bytes_received: 0,
             schema_fingerprint: schema_fingerprint(&schema),
+            covers_from_us: None,
+            newest_us: None,
         };
         write_snapshot(&path, &schema, std::slice::from_ref(&batch), &meta).expect("write");
         let loaded = read_snapshot(&path, &schema).expect("read").expect("a snapshot");

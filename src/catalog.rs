@@ -17,7 +17,8 @@ use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPu
 use datafusion::physical_plan::ExecutionPlan;
 
 use crate::cache::CachedTable;
-use crate::connection::Connection;
+use crate::connection::{Connection, LogFilter};
+use crate::table::Source;
 
 /// A connection's table. The provider never changes; the snapshot inside it is swapped on
 /// refresh, so views (boards) planned before a refresh read the new rows.
@@ -36,6 +37,73 @@ impl ConnectionTable {
     fn parent_ids(&self, filters: &[Expr]) -> Option<Vec<String>> {
         let col = self.table.def.parent_column()?;
         filters.iter().find_map(|f| parent_filter_values(f, col))
+    }
+
+    /// Whether a filter can go into an event log's request (time range, text equalities).
+    fn log_filter_column(&self, f: &Expr) -> bool {
+        let Source::Log { time_column, .. } = &self.table.def.source else { return false };
+        let mut one = LogFilter::default();
+        add_log_filter(&mut one, f, time_column);
+        one != LogFilter::default()
+    }
+}
+
+fn literal_time_us(e: &Expr) -> Option<i64> {
+    match e {
+        Expr::Literal(v, _) => match v {
+            ScalarValue::TimestampSecond(Some(t), _) => Some(t.saturating_mul(1_000_000)),
+            ScalarValue::TimestampMillisecond(Some(t), _) => Some(t.saturating_mul(1000)),
+            ScalarValue::TimestampMicrosecond(Some(t), _) => Some(*t),
+            ScalarValue::TimestampNanosecond(Some(t), _) => Some(t / 1000),
+            ScalarValue::Date32(Some(d)) => Some(i64::from(*d) * 86_400_000_000),
+            _ => literal_text(e).and_then(|s| crate::table::parse_timestamp_us(&s)),
+        },
+        Expr::Cast(c) => literal_time_us(&c.expr),
+        _ => None,
+    }
+}
+
+/// Adds what `f` says about an event log to `filter`: `time >= / > / <= / < / BETWEEN` bound
+/// the range; `column = 'x'` and `column IN (…)` are equalities.
+fn add_log_filter(filter: &mut LogFilter, f: &Expr, time_column: &str) {
+    match f {
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+            let (op, value) = if is_column(left, time_column) {
+                (*op, right)
+            } else if is_column(right, time_column) {
+                match op.swap() {
+                    Some(swapped) => (swapped, left),
+                    None => return,
+                }
+            } else {
+                if let (Operator::Eq, Expr::Column(c)) = (op, left.as_ref())
+                    && let Some(v) = literal_text(right)
+                {
+                    filter.equals.push((c.name.clone(), vec![v]));
+                }
+                return;
+            };
+            let Some(t) = literal_time_us(value) else { return };
+            match op {
+                Operator::GtEq | Operator::Gt => filter.from_us = Some(filter.from_us.map_or(t, |f| f.max(t))),
+                Operator::LtEq | Operator::Lt => filter.to_us = Some(filter.to_us.map_or(t, |x| x.min(t))),
+                _ => {}
+            }
+        }
+        Expr::Between(b) if !b.negated && is_column(&b.expr, time_column) => {
+            if let (Some(lo), Some(hi)) = (literal_time_us(&b.low), literal_time_us(&b.high)) {
+                filter.from_us = Some(lo);
+                filter.to_us = Some(hi);
+            }
+        }
+        Expr::InList(list) if !list.negated => {
+            if let (Expr::Column(c), Some(values)) =
+                (list.expr.as_ref(), list.list.iter().map(literal_text).collect::<Option<Vec<_>>>())
+            {
+                filter.equals.push((c.name.clone(), values));
+            }
+        }
+        _ => {}
     }
 }
 
@@ -95,6 +163,7 @@ impl TableProvider for ConnectionTable {
             .map(|f| match col {
                 // Inexact: the filter picks which parents to fetch; DataFusion still applies it.
                 Some(c) if parent_filter_values(f, c).is_some() => TableProviderFilterPushDown::Inexact,
+                _ if self.log_filter_column(f) => TableProviderFilterPushDown::Inexact,
                 _ => TableProviderFilterPushDown::Unsupported,
             })
             .collect())
@@ -107,9 +176,16 @@ impl TableProvider for ConnectionTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let batches = match self.parent_ids(filters) {
-            Some(ids) => self.conn.rows_for_parents(&self.table, &ids).await?,
-            None => self.conn.snapshot_for_query(&self.table).await?.batches.clone(),
+        let batches = match (&self.table.def.source, self.parent_ids(filters)) {
+            (_, Some(ids)) => self.conn.rows_for_parents(&self.table, &ids).await?,
+            (Source::Log { time_column, .. }, None) => {
+                let mut filter = LogFilter::default();
+                for f in filters {
+                    add_log_filter(&mut filter, f, time_column);
+                }
+                self.conn.rows_for_log(&self.table, &filter).await?
+            }
+            (_, None) => self.conn.snapshot_for_query(&self.table).await?.batches.clone(),
         };
         let exec = MemorySourceConfig::try_new(&[batches], self.schema(), projection.cloned())?;
         // A limit is only safe when no filter is left for DataFusion to apply after the scan.
@@ -237,6 +313,9 @@ fn tables_schema() -> SchemaRef {
         Field::new("error", DataType::Utf8, true),
         Field::new("primary_field", DataType::Utf8, true),
         Field::new("description", DataType::Utf8, true),
+        // Event logs: the window the snapshot covers and its newest entry.
+        Field::new("covers_from", timestamp_type(), true),
+        Field::new("newest_row", timestamp_type(), true),
     ]))
 }
 
@@ -258,9 +337,11 @@ pub fn tables_meta(connections: Vec<Arc<Connection>>) -> ComputedTable {
         let mut error = StringBuilder::new();
         let mut primary = StringBuilder::new();
         let mut description = StringBuilder::new();
+        let mut covers_from = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+        let mut newest = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
         for conn in &connections {
-            let max_age = conn.freshness().max_age.as_secs_f64();
             for t in conn.tables() {
+                let max_age = conn.max_age(t).as_secs_f64();
                 let (snap, _) = t.current();
                 let st = t.status();
                 schema_name.append_value(&conn.name);
@@ -282,6 +363,8 @@ pub fn tables_meta(connections: Vec<Arc<Connection>>) -> ComputedTable {
                 error.append_option(st.error.as_deref());
                 primary.append_option(t.def.primary);
                 description.append_value(t.def.description);
+                covers_from.append_option(meta.and_then(|m| m.covers_from_us));
+                newest.append_option(meta.and_then(|m| m.newest_us));
             }
         }
         let cols: Vec<ArrayRef> = vec![
@@ -297,6 +380,8 @@ pub fn tables_meta(connections: Vec<Arc<Connection>>) -> ComputedTable {
             Arc::new(error.finish()),
             Arc::new(primary.finish()),
             Arc::new(description.finish()),
+            Arc::new(covers_from.finish()),
+            Arc::new(newest.finish()),
         ];
         Ok(RecordBatch::try_new(schema.clone(), cols)?)
     })

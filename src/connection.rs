@@ -73,9 +73,40 @@ pub trait Connector: Send + Sync {
         only_parents: Option<&[String]>,
     ) -> Result<(Snapshot, RefreshSummary)>;
 
+    /// Entries of an event log (`Source::Log`) matching `filter`, fetched for one query and not
+    /// cached: the filter goes into the request.
+    async fn fetch_log(
+        &self,
+        _conn: &Connection,
+        table: &CachedTable,
+        _filter: &LogFilter,
+    ) -> Result<Vec<RecordBatch>> {
+        Err(JcsqlError::Config(format!("{} is not an event log", table.def.name)))
+    }
+
+    /// The start of the time window an event log's snapshot covers (now minus the window).
+    fn log_window_start_us(&self) -> Option<i64> {
+        None
+    }
+
     /// The secret the connector holds (an API key), so front ends can keep it out of history.
     fn secret(&self) -> Option<&str> {
         None
+    }
+}
+
+/// What a query asks of an event log: a time range and equalities on text columns (`IN`
+/// lists hold several values). The connector puts what its API understands into the request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LogFilter {
+    pub from_us: Option<i64>,
+    pub to_us: Option<i64>,
+    pub equals: Vec<(String, Vec<String>)>,
+}
+
+impl LogFilter {
+    pub fn values(&self, column: &str) -> Option<&[String]> {
+        self.equals.iter().find(|(c, _)| c == column).map(|(_, v)| v.as_slice())
     }
 }
 
@@ -175,9 +206,15 @@ impl Connection {
         self.requests.load(Ordering::Relaxed)
     }
 
-    fn is_fresh(&self, snap: &Snapshot) -> bool {
+    /// How long `table`'s snapshots stay fresh: the connection's freshness, or the table's own
+    /// when shorter (event logs).
+    pub fn max_age(&self, table: &CachedTable) -> Duration {
         let max_age = self.freshness().max_age;
-        snap.age_seconds(now_us()).is_some_and(|age| age < max_age.as_secs_f64())
+        table.def.max_age.map_or(max_age, |own| own.min(max_age))
+    }
+
+    fn is_fresh(&self, table: &CachedTable, snap: &Snapshot) -> bool {
+        snap.age_seconds(now_us()).is_some_and(|age| age < self.max_age(table).as_secs_f64())
     }
 
     fn current(&self, table: &CachedTable) -> Arc<Snapshot> {
@@ -193,7 +230,7 @@ impl Connection {
     fn cached_answer(&self, table: &CachedTable) -> Result<Option<Arc<Snapshot>>> {
         let snap = self.current(table);
         let cannot_fetch = self.freshness().offline || self.connector.is_none();
-        if self.is_fresh(&snap) || (snap.meta.is_some() && cannot_fetch) {
+        if self.is_fresh(table, &snap) || (snap.meta.is_some() && cannot_fetch) {
             return Ok(Some(snap));
         }
         if self.freshness().offline {
@@ -214,7 +251,7 @@ impl Connection {
         let _guard = table.refresh_lock.lock().await;
         // Another query may have refreshed it while this one waited for the lock.
         let snap = self.current(table);
-        if self.is_fresh(&snap) {
+        if self.is_fresh(table, &snap) {
             return Ok(snap);
         }
         match self.fetch_and_store(table).await {
@@ -272,6 +309,33 @@ impl Connection {
         let (snapshot, summary) = connector.fetch(self, table, Some(parents)).await?;
         self.requests.fetch_add(summary.requests, Ordering::Relaxed);
         Ok(snapshot.batches)
+    }
+
+    /// Entries of an event log for a query. The snapshot answers when it covers the asked time
+    /// range (refreshed first when stale); a range older than the snapshot's window is fetched
+    /// for this query alone, with the filter in the request.
+    pub async fn rows_for_log(&self, table: &CachedTable, filter: &LogFilter) -> Result<Vec<RecordBatch>> {
+        let snap = self.current(table);
+        let covers = snap
+            .meta
+            .as_ref()
+            .and_then(|m| m.covers_from_us)
+            .or_else(|| self.connector.as_ref().and_then(|c| c.log_window_start_us()));
+        let older_than_held = matches!((filter.from_us, covers), (Some(from), Some(covers)) if from < covers);
+        let cannot_fetch = self.freshness().offline || self.connector.is_none();
+        match &self.connector {
+            Some(connector) if older_than_held && !cannot_fetch => {
+                let before = std::time::Instant::now();
+                let batches = connector.fetch_log(self, table, filter).await?;
+                tracing::debug!("{}.{}: fetched a range in {:?}", self.name, table.def.name, before.elapsed());
+                Ok(batches)
+            }
+            _ => Ok(self.snapshot_for_query(table).await?.batches.clone()),
+        }
+    }
+
+    pub(crate) fn count_requests(&self, n: u64) {
+        self.requests.fetch_add(n, Ordering::Relaxed);
     }
 
     /// Fetches the given tables (all when empty), parents before the relations that need them.

@@ -61,6 +61,9 @@ pub struct JumpCloudSettings {
     pub max_age: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_in_flight: Option<usize>,
+    /// How far back `directory_events` reaches, e.g. `30d` (at most `90d`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events_since: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

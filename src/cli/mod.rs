@@ -299,6 +299,7 @@ impl Demo {
             .tempdir()
             .map_err(|e| JcsqlError::Config(format!("cannot create a temporary folder: {e}")))?;
         let mut client = ClientConfig::new(simulator.base_url(), ApiKey::new(DEMO_API_KEY));
+        client.events_window = events_window(None)?;
         if let Some(n) = g.max_in_flight {
             client.max_in_flight = n;
         }
@@ -342,6 +343,23 @@ fn freshness_from(g: &GlobalArgs, stored: Option<&JumpCloudSettings>) -> Result<
     Ok(Freshness { max_age, offline: g.offline })
 }
 
+/// How far back `directory_events` reaches: `JCSQL_EVENTS_SINCE`, else the config's
+/// `events_since`, else 30 days; more than JumpCloud's 90-day retention is refused.
+fn events_window(stored: Option<&JumpCloudSettings>) -> Result<Duration, JcsqlError> {
+    let text = std::env::var("JCSQL_EVENTS_SINCE")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .or_else(|| stored.and_then(|s| s.events_since.clone()));
+    let Some(text) = text else { return Ok(crate::jumpcloud::client::DEFAULT_EVENTS_WINDOW) };
+    let window = parse_duration(&text)?;
+    if window > crate::jumpcloud::client::EVENTS_RETENTION {
+        return Err(JcsqlError::Config(format!(
+            "JCSQL_EVENTS_SINCE is {text}, but JumpCloud keeps events for 90 days; use 90d or less"
+        )));
+    }
+    Ok(window)
+}
+
 /// The engine for the configured connection: environment first, then the config file.
 pub async fn engine_from_settings(home: &Home, g: &GlobalArgs) -> Result<(Engine, StoredConfig), JcsqlError> {
     engine_with_key(home, g, None).await
@@ -365,9 +383,14 @@ async fn engine_with_key(
         .or(settings.api_url.clone())
         .unwrap_or_else(|| DEFAULT_BASE_URL.to_string());
     let org = std::env::var("JUMPCLOUD_ORG_ID").ok().filter(|o| !o.trim().is_empty()).or(settings.org_id.clone());
+    let events_window = events_window(Some(&settings))?;
     let client = key.map(|k| {
         let mut c = ClientConfig::new(url, ApiKey::new(k));
         c.org_id = org;
+        c.events_window = events_window;
+        if let Some(insights) = std::env::var("JUMPCLOUD_INSIGHTS_URL").ok().filter(|u| !u.trim().is_empty()) {
+            c.insights_url = insights.trim_end_matches('/').to_string();
+        }
         if let Some(n) = g.max_in_flight.or(settings.max_in_flight) {
             c.max_in_flight = n;
         }

@@ -20,6 +20,11 @@ use crate::sources::{self, SourceConfig};
 
 /// The example boards, built into the binary so `jcsql demo` shows them anywhere.
 pub const EXAMPLE_BOARDS: &[(&str, &str)] = &[
+    ("admin_changes_last_7_days", include_str!("../../examples/boards/admin_changes_last_7_days.sql")),
+    ("administrators_without_mfa", include_str!("../../examples/boards/administrators_without_mfa.sql")),
+    ("devices_with_failed_policy", include_str!("../../examples/boards/devices_with_failed_policy.sql")),
+    ("empty_device_groups", include_str!("../../examples/boards/empty_device_groups.sql")),
+    ("failed_logins_last_7_days", include_str!("../../examples/boards/failed_logins_last_7_days.sql")),
     ("apps_reachable_without_mfa", include_str!("../../examples/boards/apps_reachable_without_mfa.sql")),
     ("empty_groups", include_str!("../../examples/boards/empty_groups.sql")),
     ("hr_leavers_still_active", include_str!("../../examples/boards/hr_leavers_still_active.sql")),

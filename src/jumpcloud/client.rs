@@ -20,6 +20,11 @@ use crate::table::decode::PageDecoder;
 /// JumpCloud pages hold at most 100 records; asking for more is a 400.
 pub const PAGE_SIZE: u64 = 100;
 pub const DEFAULT_BASE_URL: &str = "https://console.jumpcloud.com";
+pub const DEFAULT_INSIGHTS_URL: &str = "https://api.jumpcloud.com";
+/// `directory_events` holds the last 30 days unless told otherwise.
+pub const DEFAULT_EVENTS_WINDOW: Duration = Duration::from_secs(30 * 86400);
+/// JumpCloud keeps events for 90 days.
+pub const EVENTS_RETENTION: Duration = Duration::from_secs(90 * 86400);
 
 /// An API key that cannot leak through `Debug` or `Display`.
 #[derive(Clone, PartialEq, Eq)]
@@ -46,6 +51,11 @@ pub struct ClientConfig {
     pub base_url: String,
     pub api_key: ApiKey,
     pub org_id: Option<String>,
+    /// Directory Insights' base (`https://api.jumpcloud.com` for the US console; the simulator
+    /// serves both APIs on one address).
+    pub insights_url: String,
+    /// How far back `directory_events` reaches (at most JumpCloud's 90-day retention).
+    pub events_window: Duration,
     /// Requests in flight at once, across every table of the connection.
     pub max_in_flight: usize,
     /// Optional steady pace, requests per second.
@@ -60,10 +70,15 @@ pub struct ClientConfig {
 
 impl ClientConfig {
     pub fn new(base_url: impl Into<String>, api_key: ApiKey) -> Self {
+        let base_url = base_url.into().trim_end_matches('/').to_string();
+        let insights_url =
+            if base_url == DEFAULT_BASE_URL { DEFAULT_INSIGHTS_URL.to_string() } else { base_url.clone() };
         ClientConfig {
-            base_url: base_url.into().trim_end_matches('/').to_string(),
+            base_url,
             api_key,
             org_id: None,
+            insights_url,
+            events_window: DEFAULT_EVENTS_WINDOW,
             max_in_flight: 8,
             requests_per_second: None,
             max_attempts: 8,
@@ -211,6 +226,10 @@ struct Page {
     total: Option<u64>,
     /// HTTP requests this page took, retries included.
     attempts: u64,
+    /// Directory Insights' paging headers: `X-Result-Count`, `X-Limit`, `X-Search_after`.
+    result_count: Option<u64>,
+    limit: Option<u64>,
+    search_after: Option<String>,
 }
 
 /// The outcome of a write: the HTTP status and the decoded body, if any.
@@ -223,6 +242,13 @@ pub struct WriteResponse {
 
 /// reqwest is built without a default TLS provider (ring instead of aws-lc, for build time);
 /// any program that builds a `reqwest::Client` itself calls this first.
+/// Routes that refuse `x-org-id` (403 "organization selection not allowed via header"): the
+/// administrators and organizations lists belong to the key, not to an org.
+fn rejects_org_header(url: &str) -> bool {
+    let path = url.split('?').next().unwrap_or(url);
+    path.ends_with("/api/users") || path.ends_with("/api/organizations")
+}
+
 pub fn install_crypto_provider() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
@@ -233,6 +259,12 @@ pub fn install_crypto_provider() {
 
 impl JumpCloudClient {
     pub fn new(cfg: ClientConfig) -> Result<Self> {
+        if cfg.events_window > EVENTS_RETENTION {
+            return Err(JcsqlError::Config(format!(
+                "the events window is {} days, but JumpCloud keeps events for 90 days; set JCSQL_EVENTS_SINCE (or events_since in the config) to 90d or less",
+                cfg.events_window.as_secs() / 86400
+            )));
+        }
         install_crypto_provider();
         let http = reqwest::Client::builder()
             .user_agent(concat!("jcsql/", env!("CARGO_PKG_VERSION")))
@@ -269,10 +301,52 @@ impl JumpCloudClient {
             .request(method, url)
             .header("x-api-key", self.cfg.api_key.expose())
             .header("accept", "application/json");
-        if let Some(org) = &self.cfg.org_id {
+        if let Some(org) = &self.cfg.org_id
+            && !rejects_org_header(url)
+        {
             req = req.header("x-org-id", org);
         }
         req
+    }
+
+    /// Every entry of a Directory Insights query: `POST {insights}{path}` with `query` as the
+    /// body, pages of up to `page_size` joined by the `X-Search_after` header until a page holds
+    /// fewer entries than `X-Limit`. Pages are sequential: each needs the previous one's token.
+    pub async fn query_log<P: PageDecoder>(
+        &self,
+        path: &str,
+        query: &Value,
+        page_size: u64,
+        decoder: &P,
+    ) -> Result<Listing<P::Page>> {
+        let url = format!("{}{path}", self.cfg.insights_url);
+        let what = format!("POST {path}");
+        let mut listing = Listing::default();
+        let mut body = query.clone();
+        body["limit"] = Value::from(page_size);
+        loop {
+            let page = self.read(reqwest::Method::POST, url.clone(), what.clone(), &[], Some(&body)).await?;
+            let (decoded, rows) = parse_body(&page.body, Records(decoder))
+                .map_err(|e| JcsqlError::Decode { what: what.clone(), reason: e.to_string() })?;
+            listing.requests += page.attempts;
+            listing.bytes += page.body.len() as u64;
+            listing.pages.push(decoded);
+            let count = page.result_count.unwrap_or(rows);
+            let limit = page.limit.unwrap_or(page_size);
+            if count < limit || rows == 0 {
+                return Ok(listing);
+            }
+            let token: Value = page
+                .search_after
+                .as_deref()
+                .and_then(|t| serde_json::from_str(t).ok())
+                .filter(Value::is_array)
+                .ok_or_else(|| JcsqlError::Decode {
+                    what: what.clone(),
+                    reason: "a full page came without an X-Search_after header".into(),
+                })?;
+            body["search_after"] = token;
+        }
     }
 
     async fn wait_for_pace(&self) {
@@ -302,8 +376,19 @@ impl JumpCloudClient {
     /// A GET with the limiter, retries on 429 / 5xx / transport errors, and JumpCloud's error
     /// bodies mapped to [`JcsqlError`].
     async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Page> {
-        let url = self.url(path);
-        let what = format!("GET /api{path}");
+        self.read(reqwest::Method::GET, self.url(path), format!("GET /api{path}"), query, None).await
+    }
+
+    /// A read (a GET, or Directory Insights' POST query, which changes nothing and so may be
+    /// sent again) with the limiter and retries.
+    async fn read(
+        &self,
+        method: reqwest::Method,
+        url: String,
+        what: String,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<Page> {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
@@ -313,15 +398,19 @@ impl JumpCloudClient {
                 reason: "the request limiter was closed".into(),
             })?;
             self.requests.fetch_add(1, Ordering::Relaxed);
-            let sent = self.request(reqwest::Method::GET, &url).query(query).send().await;
+            let mut req = self.request(method.clone(), &url).query(query);
+            if let Some(b) = body {
+                req = req.header("content-type", "application/json").body(b.to_string());
+            }
+            let sent = req.send().await;
             let outcome = match sent {
                 Ok(resp) => {
                     let status = resp.status();
-                    let total = resp
-                        .headers()
-                        .get("x-total-count")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse().ok());
+                    let header =
+                        |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+                    let number = |name: &str| header(name).and_then(|v| v.trim().parse::<u64>().ok());
+                    let total = number("x-total-count");
+                    let paging = (number("x-result-count"), number("x-limit"), header("x-search_after"));
                     let retry_after = resp
                         .headers()
                         .get("retry-after")
@@ -330,7 +419,7 @@ impl JumpCloudClient {
                         .filter(|s| s.is_finite() && *s >= 0.0)
                         .map(Duration::from_secs_f64);
                     match resp.bytes().await {
-                        Ok(body) => Ok((status, total, retry_after, body)),
+                        Ok(body) => Ok((status, total, retry_after, body, paging)),
                         Err(e) => Err(e),
                     }
                 }
@@ -338,10 +427,10 @@ impl JumpCloudClient {
             };
             drop(permit);
             match outcome {
-                Ok((status, total, _, body)) if status.is_success() => {
-                    return Ok(Page { body, total, attempts: attempt as u64 });
+                Ok((status, total, _, body, (result_count, limit, search_after))) if status.is_success() => {
+                    return Ok(Page { body, total, attempts: attempt as u64, result_count, limit, search_after });
                 }
-                Ok((status, _, retry_after, body)) if is_retryable(status) => {
+                Ok((status, _, retry_after, body, _)) if is_retryable(status) => {
                     let body: bytes::Bytes = body;
                     if attempt >= self.cfg.max_attempts {
                         return Err(JcsqlError::RetriesExhausted {
@@ -354,7 +443,7 @@ impl JumpCloudClient {
                     tracing::debug!(%status, attempt, "retrying {what}");
                     tokio::time::sleep(self.backoff(attempt, retry_after)).await;
                 }
-                Ok((status, _, _, body)) => return Err(status_error(status, what, &body)),
+                Ok((status, _, _, body, _)) => return Err(status_error(status, what, &body)),
                 Err(e) => {
                     if attempt >= self.cfg.max_attempts.min(4) {
                         return Err(JcsqlError::Network {

@@ -11,14 +11,25 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
+use datafusion::arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use datafusion::arrow::compute::filter_record_batch;
+use datafusion::arrow::datatypes::TimestampMicrosecondType;
 use futures::{StreamExt, TryStreamExt, stream};
+use serde_json::json;
 
 use crate::cache::{CachedTable, Snapshot, SnapshotMeta, schema_fingerprint};
-use crate::connection::{Connection, Connector, Freshness, RefreshSummary, dedupe_and_merge, ids_of, now_us};
+use crate::connection::{
+    Connection, Connector, Freshness, LogFilter, RefreshSummary, dedupe_and_merge, ids_of, now_us,
+};
 use crate::error::{JcsqlError, Result};
 use crate::table::Source;
 use crate::table::decode::{PageRows, TablePage};
 use client::{JumpCloudClient, Listing};
+
+/// Directory Insights returns at most 10,000 events a page.
+pub const EVENTS_PAGE_SIZE: u64 = 10_000;
+/// A refresh of events asks again for the last minute it holds (late arrivals), de-duplicated by id.
+const EVENTS_OVERLAP_US: i64 = 60_000_000;
 
 /// The schema of the default JumpCloud connection.
 pub const DEFAULT_SCHEMA: &str = "jumpcloud";
@@ -49,7 +60,24 @@ impl Connector for JumpCloudConnector {
         let start = Instant::now();
         let fetched_at_us = now_us();
         let name = def.name;
+        let mut log_window = None;
         let (pages, expected, bytes, requests) = match &def.source {
+            Source::Log { path, time_column } => {
+                // Only what is newer than the newest event held (a minute of overlap), appended
+                // to what is held within the window; the first fetch covers the whole window.
+                observer.started(name, None, "rows");
+                let window_start = self.window_start_us();
+                let (old, _) = table.current();
+                let newest = old.meta.as_ref().and_then(|m| m.newest_us);
+                let from = newest.map_or(window_start, |n| (n - EVENTS_OVERLAP_US).max(window_start));
+                let query = json!({"service": ["all"], "start_time": rfc3339(from), "sort": "ASC"});
+                let decoder = TablePage { def, parent: None, fetched_at_us };
+                let l = client.query_log(path, &query, EVENTS_PAGE_SIZE, &decoder).await?;
+                let mut pages = held_within(time_column, &old.batches, window_start)?;
+                pages.extend(l.pages);
+                log_window = Some((window_start, *time_column));
+                (pages, None, l.bytes, l.requests)
+            }
             Source::List { path } => {
                 observer.started(name, None, "rows");
                 let progress = |rows: u64, total: Option<u64>| {
@@ -108,6 +136,7 @@ impl Connector for JumpCloudConnector {
         };
         let batches = dedupe_and_merge(&def.schema(), pages)?;
         let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+        observer.advance(name, 0);
         if let Some(expected) = expected.filter(|e| rows < *e) {
             return Err(JcsqlError::Incomplete { table: format!("{}.{}", conn.name, name), rows, expected });
         }
@@ -120,6 +149,8 @@ impl Connector for JumpCloudConnector {
             duration_ms: duration.as_millis() as u64,
             bytes_received: bytes,
             schema_fingerprint: schema_fingerprint(&def.schema()),
+            covers_from_us: log_window.map(|(start, _)| start),
+            newest_us: log_window.and_then(|(_, time_column)| newest_time(&batches, time_column)),
         };
         let summary = RefreshSummary {
             table: name.to_string(),
@@ -132,7 +163,73 @@ impl Connector for JumpCloudConnector {
         Ok((Snapshot { batches, meta: Some(meta) }, summary))
     }
 
+    async fn fetch_log(&self, conn: &Connection, table: &CachedTable, filter: &LogFilter) -> Result<Vec<RecordBatch>> {
+        let Source::Log { path, .. } = &table.def.source else {
+            return Err(JcsqlError::Config(format!("{} is not an event log", table.def.name)));
+        };
+        let from = filter.from_us.unwrap_or_else(|| self.window_start_us());
+        // JumpCloud keeps 90 days; asking for more only returns what it has.
+        let oldest = now_us() - client::EVENTS_RETENTION.as_micros() as i64;
+        let mut query = json!({"service": ["all"], "start_time": rfc3339(from.max(oldest)), "sort": "ASC"});
+        if let Some(to) = filter.to_us {
+            query["end_time"] = json!(rfc3339(to));
+        }
+        if let Some(services) = filter.values("service") {
+            query["service"] = json!(services);
+        }
+        if let Some(types) = filter.values("event_type") {
+            let term = if types.len() == 1 { json!(types[0]) } else { json!(types) };
+            query["search_term"] = json!({"and": [{"event_type": term}]});
+        }
+        let decoder = TablePage { def: table.def, parent: None, fetched_at_us: now_us() };
+        let listing = self.client.query_log(path, &query, EVENTS_PAGE_SIZE, &decoder).await?;
+        conn.count_requests(listing.requests);
+        dedupe_and_merge(&table.def.schema(), listing.pages)
+    }
+
+    fn log_window_start_us(&self) -> Option<i64> {
+        Some(self.window_start_us())
+    }
+
     fn secret(&self) -> Option<&str> {
         Some(self.client.config().api_key.expose())
     }
+}
+
+impl JumpCloudConnector {
+    fn window_start_us(&self) -> i64 {
+        now_us() - self.client.config().events_window.as_micros() as i64
+    }
+}
+
+fn rfc3339(us: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(us).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// The rows of a held log snapshot still inside the window, as pages keyed like fetched ones so
+/// a re-fetched entry (the overlap) is kept once.
+fn held_within(time_column: &str, batches: &[RecordBatch], start_us: i64) -> Result<Vec<PageRows>> {
+    let fail = |e: &dyn std::fmt::Display| JcsqlError::Cache(e.to_string());
+    let mut pages = Vec::with_capacity(batches.len());
+    for b in batches {
+        let (Some(time), Some(id)) = (b.column_by_name(time_column), b.column_by_name("id")) else { continue };
+        let time = time.as_primitive::<TimestampMicrosecondType>();
+        let keep: BooleanArray =
+            (0..b.num_rows()).map(|i| Some(time.is_valid(i) && time.value(i) >= start_us)).collect();
+        let kept = filter_record_batch(b, &keep).map_err(|e| fail(&e))?;
+        let ids = datafusion::arrow::compute::filter(id, &keep).map_err(|e| fail(&e))?;
+        let ids = ids.as_string::<i32>();
+        let keys = (0..ids.len()).map(|i| format!("\u{1f}{}", ids.value(i))).collect();
+        pages.push(PageRows { keys, batch: kept });
+    }
+    Ok(pages)
+}
+
+/// The newest time in a log snapshot.
+fn newest_time(batches: &[RecordBatch], time_column: &str) -> Option<i64> {
+    batches
+        .iter()
+        .filter_map(|b| b.column_by_name(time_column))
+        .filter_map(|c| datafusion::arrow::compute::max(c.as_primitive::<TimestampMicrosecondType>()))
+        .max()
 }

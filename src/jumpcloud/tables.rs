@@ -247,6 +247,135 @@ fn applications() -> TableDef {
     .with_spec("application")
 }
 
+fn administrators() -> TableDef {
+    TableDef::new(
+        "administrators",
+        "Administrators of the org: who can change it (v1 /users).",
+        Source::List { path: "/users" },
+        Some("email"),
+        &["id"],
+        vec![
+            Column::new("_id|id", Text, "JumpCloud id of the administrator.").named("id"),
+            Column::new("email", Text, "Login email of the administrator."),
+            Column::new("firstname", Text, "First name."),
+            Column::new("lastname", Text, "Last name."),
+            Column::new(
+                "roleName",
+                Text,
+                "Role (Administrator With Billing, Administrator, Manager, Help Desk, Read Only, Command Runner, ...).",
+            ),
+            Column::new("role", Text, "Id of the role."),
+            Column::new("roleNames", Json, "Every role name the administrator holds (JSON array)."),
+            Column::new("enableMultiFactor", Bool, "MFA is required at this administrator's login."),
+            Column::new("totpEnrolled", Bool, "The administrator has enrolled a TOTP authenticator."),
+            Column::new("totpUpdatedAt", Timestamp, "When the TOTP enrollment last changed."),
+            Column::new("suspended", Bool, "The administrator account is suspended."),
+            Column::new("apiKeyAllowed", Bool, "The administrator may use an API key."),
+            Column::new("apiKeySet", Bool, "The administrator has generated an API key."),
+            Column::new("apiKeyUpdatedAt", Timestamp, "When the API key was last generated."),
+            Column::new("passwordUpdatedAt", Timestamp, "When the password was last changed."),
+            Column::new("sessionCount", Int, "Console sessions open now."),
+            Column::new("usersTimeZone", Text, "The administrator's time zone."),
+            Column::new("provider", Text, "Id of the managed service provider, for MSP administrators."),
+            Column::new("organization", Reference, "Id of the organization."),
+            Column::new("created", Timestamp, "When the administrator was added."),
+        ],
+    )
+    .with_spec("userreturn")
+}
+
+fn device_groups() -> TableDef {
+    TableDef::new(
+        "device_groups",
+        "Device (system) groups (v2 /systemgroups).",
+        Source::List { path: "/v2/systemgroups" },
+        Some("name"),
+        &["id"],
+        vec![
+            Column::new("id", Text, "JumpCloud id of the device group."),
+            Column::new("name", Text, "Group name, unique in the org."),
+            Column::new("description", Text, "Description."),
+            Column::new("type", Text, "Always system_group."),
+            Column::new("membershipMethod", Text, "NOTSET, STATIC, DYNAMIC_REVIEW_REQUIRED or DYNAMIC_AUTOMATED."),
+            Column::new("email", Text, "Group email address."),
+            Column::new("attributes", Json, "Group attributes (JSON)."),
+            Column::new("memberQuery", Json, "Rule of a dynamic group (JSON)."),
+            Column::new("memberQueryExemptions", Json, "Devices exempted from the dynamic rule (JSON array)."),
+            Column::new("memberSuggestionsNotify", Bool, "Admins are emailed membership suggestions."),
+            Column::new("organizationObjectId", Text, "Id of the organization.").named("organization_id"),
+        ],
+    )
+    .with_spec("SystemGroup")
+}
+
+fn policies() -> TableDef {
+    TableDef::new(
+        "policies",
+        "Device policies, each an instance of a policy template (v2 /policies).",
+        Source::List { path: "/v2/policies" },
+        Some("name"),
+        &["id"],
+        vec![
+            Column::new("id", Text, "JumpCloud id of the policy."),
+            Column::new("name", Text, "Name the admin gave the policy."),
+            Column::new("template.id", Text, "Id of the policy template."),
+            Column::new("template.name", Text, "Unique name of the template (e.g. disk_encryption_darwin)."),
+            Column::new("template.displayName", Text, "The template's display name."),
+            Column::new(
+                "template.osMetaFamily",
+                Text,
+                "OS family the policy applies to (darwin, windows, linux, ...).",
+            ),
+            Column::new("template.description", Text, "What the template does."),
+            Column::new("template.state", Text, "Release state of the template."),
+            Column::new("template.deliveryTypes", Json, "How the policy is delivered (agent, mdm; JSON array)."),
+        ],
+    )
+    .with_spec("Policy")
+}
+
+fn directory_events() -> TableDef {
+    TableDef::new(
+        "directory_events",
+        "The Directory Insights event log: logins, SSO, RADIUS, device and admin events (POST /insights/directory/v1/events).",
+        Source::Log { path: "/insights/directory/v1/events", time_column: "timestamp" },
+        Some("id"),
+        &["id"],
+        vec![
+            Column::new("id", Text, "Id of the event."),
+            Column::new("timestamp", Timestamp, "When it happened."),
+            Column::new("event_type", Text, "What happened (admin_login_attempt, sso_auth, radius_auth, user_update, ...)."),
+            Column::new("service", Text, "Where it happened (directory, sso, radius, systems, ldap, mdm, ...)."),
+            Column::new("success", Bool, "Whether it succeeded (logins, authentications)."),
+            Column::new("mfa", Bool, "A second factor was used."),
+            Column::new("client_ip", Text, "Address the request came from."),
+            Column::new("username", Text, "The user who authenticated, for login events."),
+            Column::new("initiated_by.id", Text, "Id of who did it (an administrator or a user)."),
+            Column::new("initiated_by.type", Text, "admin, user or system."),
+            Column::new("initiated_by.email", Text, "Email of who did it."),
+            Column::new("resource.id", Text, "Id of the object acted on."),
+            Column::new("resource.type", Text, "Kind of the object acted on (user, user_group, system, application, ...)."),
+            Column::new("resource.name", Text, "Name of the object acted on."),
+            Column::new("resource.email", Text, "Email of the object acted on, when it is a person."),
+            Column::new("application.display_label", Text, "The SSO application, for sso events.")
+                .named("application_name"),
+            Column::new("geoip.country_code2", Text, "Country of the client address.").named("geoip_country_code"),
+            Column::new("geoip.region_name", Text, "Region of the client address."),
+            Column::new("geoip.timezone", Text, "Time zone of the client address."),
+            Column::new("useragent.name", Text, "Browser or client name."),
+            Column::new("useragent.os", Text, "Client operating system."),
+            Column::new("useragent.device", Text, "Client device."),
+            Column::new("auth_method", Text, "How the user authenticated (password, mfa, ...)."),
+            Column::new("error_message", Text, "Why it failed, when it did."),
+            Column::new("organization", Reference, "Id of the organization."),
+            Column::new("changes", Json, "What changed: [{field, from, to}] (JSON array)."),
+            Column::new(crate::table::decode::WHOLE_RECORD, Json, "The whole event (JSON, secrets removed).")
+                .named("event"),
+        ],
+    )
+    .with_max_age(std::time::Duration::from_secs(300))
+}
+
 /// A graph (edge) table fetched once per parent: `{parent_col}` is the parent's id and
 /// `{target_col}` the `to.id` of each edge.
 struct Edge {
@@ -340,6 +469,46 @@ fn application_users() -> TableDef {
     .table(vec![])
 }
 
+fn device_group_members() -> TableDef {
+    Edge {
+        name: "device_group_members",
+        description: "Devices in each device group (v2 /systemgroups/{id}/members).",
+        parent: "device_groups",
+        path: "/v2/systemgroups/{id}/members",
+        query: &[],
+        parent_col: "group_id",
+        target_col: "device_id",
+        target: "devices",
+        key: &["device_id"],
+    }
+    .table(vec![])
+}
+
+fn policy_statuses() -> TableDef {
+    let source = Source::PerParent { parent: "policies", path: "/v2/policies/{id}/policystatuses", query: &[] };
+    TableDef::new(
+        "policy_statuses",
+        "How each policy applied on each device (v2 /policies/{id}/policystatuses).",
+        source,
+        None,
+        &["id"],
+        vec![
+            Column::new("parent", ParentId, "Id of the policy.").named("policy_id"),
+            Column::new("systemID", Text, "Id of the device (a devices.id).").named("device_id").refers_to("devices"),
+            Column::new("id", Text, "Id of the policy result."),
+            Column::new("success", Bool, "The policy applied successfully."),
+            Column::new("state", Text, "success, failed or pending."),
+            Column::new("exitStatus", Int, "Exit status of applying the policy."),
+            Column::new("startedAt", Timestamp, "When applying started."),
+            Column::new("endedAt", Timestamp, "When applying ended."),
+            Column::new("detail", Text, "Details of the result."),
+            Column::new("stdOut", Text, "Output of applying the policy."),
+            Column::new("stdErr", Text, "Errors of applying the policy."),
+        ],
+    )
+    .with_spec("PolicyResult")
+}
+
 static TABLES: LazyLock<Vec<TableDef>> = LazyLock::new(|| {
     vec![
         users(),
@@ -350,6 +519,12 @@ static TABLES: LazyLock<Vec<TableDef>> = LazyLock::new(|| {
         device_users(),
         application_user_groups(),
         application_users(),
+        administrators(),
+        device_groups(),
+        device_group_members(),
+        policies(),
+        policy_statuses(),
+        directory_events(),
     ]
 });
 

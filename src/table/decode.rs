@@ -31,6 +31,9 @@ pub trait PageDecoder: Sync {
     ) -> std::result::Result<(Self::Page, u64), D::Error>;
 }
 
+/// The path of a column that keeps the whole record as JSON text (secrets removed).
+pub const WHOLE_RECORD: &str = "*";
+
 /// Which JSON fields feed which columns. Every path alternative of a column (`_id|id`) has a
 /// slot; a record's slots are filled while it is parsed and resolved per column afterwards.
 #[derive(Debug, Default)]
@@ -39,6 +42,8 @@ pub struct FieldPlan {
     /// Each column's slots, in order of preference (empty for columns not read from JSON).
     slots: Vec<Range<usize>>,
     slot_count: usize,
+    /// The slot of a column that keeps the whole record (path `*`).
+    whole: Option<usize>,
     /// Positions of the columns that identify a row.
     key_columns: Vec<usize>,
 }
@@ -60,7 +65,10 @@ impl FieldPlan {
         };
         for c in columns {
             let start = plan.slot_count;
-            if !matches!(c.kind, Kind::ParentId | Kind::FetchedAt) {
+            if c.path == WHOLE_RECORD {
+                plan.whole = Some(plan.slot_count);
+                plan.slot_count += 1;
+            } else if !matches!(c.kind, Kind::ParentId | Kind::FetchedAt) {
                 let mut segments = c.path.split('.');
                 let alternatives: Vec<&'static str> = segments.next().unwrap_or_default().split('|').collect();
                 let below: Vec<&'static str> = segments.collect();
@@ -381,7 +389,15 @@ impl<'t> PageBuilder<'t> {
     pub fn push<'de, D: Deserializer<'de>>(&mut self, record: D) -> Result<(), D::Error> {
         let plan = &self.def.plan;
         let mut cells: Vec<Option<Cell<'de>>> = (0..plan.slot_count).map(|_| None).collect();
-        record.deserialize_any(Object { node: &plan.root, cells: &mut cells })?;
+        match plan.whole {
+            // Kept whole as well as in parts: parse it once, then pick.
+            Some(slot) => {
+                let value = Value::deserialize(record)?;
+                fill_from_value(&plan.root, &value, &mut cells);
+                cells[slot] = Some(Cell::Json(value));
+            }
+            None => record.deserialize_any(Object { node: &plan.root, cells: &mut cells })?,
+        }
 
         let mut key = self.parent.unwrap_or_default().to_string();
         for i in &plan.key_columns {

@@ -27,6 +27,9 @@ pub enum Source {
     List { path: &'static str },
     /// A list fetched once per row of `parent` (`{id}` in `path` is the parent's id).
     PerParent { parent: &'static str, path: &'static str, query: &'static [(&'static str, &'static str)] },
+    /// An append-only event log queried by time. A refresh asks only for entries newer than the
+    /// newest one held and appends them; the snapshot covers a window of time.
+    Log { path: &'static str, time_column: &'static str },
 }
 
 /// How one JSON value becomes one Arrow value.
@@ -129,6 +132,8 @@ pub struct TableDef {
     pub key: &'static [&'static str],
     /// The definition in the API's official spec that describes one record (`systemuserreturn`).
     pub spec: Option<&'static str>,
+    /// How long a snapshot stays fresh, when shorter than the connection's (event logs).
+    pub max_age: Option<std::time::Duration>,
     schema: SchemaRef,
     pub(crate) plan: FieldPlan,
 }
@@ -166,7 +171,13 @@ impl TableDef {
             .collect();
         let schema = Arc::new(Schema::new(fields));
         let plan = FieldPlan::new(&columns, key);
-        TableDef { name, description, source, columns, primary, key, spec: None, schema, plan }
+        TableDef { name, description, source, columns, primary, key, spec: None, max_age: None, schema, plan }
+    }
+
+    /// Keeps snapshots fresh for at most `max_age`, whatever the connection's freshness.
+    pub fn with_max_age(mut self, max_age: std::time::Duration) -> Self {
+        self.max_age = Some(max_age);
+        self
     }
 
     /// Names the spec definition of the table's records, so tests check the simulator against it.
@@ -192,7 +203,7 @@ impl TableDef {
     pub fn parent_table(&self) -> Option<&'static str> {
         match &self.source {
             Source::PerParent { parent, .. } => Some(parent),
-            Source::List { .. } => None,
+            Source::List { .. } | Source::Log { .. } => None,
         }
     }
 

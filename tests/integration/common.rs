@@ -89,6 +89,8 @@ pub fn jcsql(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output
         .env_remove("JUMPCLOUD_API_URL")
         .env_remove("JUMPCLOUD_ORG_ID")
         .env_remove("JCSQL_MAX_AGE")
+        .env_remove("JCSQL_EVENTS_SINCE")
+        .env_remove("JUMPCLOUD_INSIGHTS_URL")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());

@@ -1,6 +1,7 @@
 //! The one integration test binary (every file in tests/ would link DataFusion again).
 
 mod actions;
+mod audit;
 mod boards;
 mod cache;
 mod cli;

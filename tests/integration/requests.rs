@@ -29,9 +29,14 @@ async fn listings_page_at_100_and_cost_one_request_per_page() {
         assert!(result.is_ok(), "{table}: {result:?}");
     }
     let all = t.sim.requests();
+    let (lists, logs): (Vec<_>, Vec<_>) = all.iter().partition(|r| r.method == "GET");
     assert!(
-        all.iter().all(|r| { param(&r.query, "limit").and_then(|l| l.parse::<u32>().ok()).is_some_and(|l| l <= 100) })
+        lists.iter().all(|r| param(&r.query, "limit").and_then(|l| l.parse::<u32>().ok()).is_some_and(|l| l <= 100))
     );
+    // The event log pages by 10,000 (Directory Insights' most), in the POST body.
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    let body: serde_json::Value = serde_json::from_str(logs[0].body.as_deref().unwrap_or("{}")).expect("json body");
+    assert_eq!(body["limit"], 10_000);
     let org = t.sim.org();
     let by_path = count_by_path(&all);
     assert_eq!(by_path["/api/systemusers"], 4);
@@ -39,7 +44,11 @@ async fn listings_page_at_100_and_cost_one_request_per_page() {
     assert_eq!(by_path["/api/v2/usergroups"], org.groups.len().div_ceil(100));
     // One request per group, plus one per extra page of the groups over 100 members.
     let member_requests: usize = org.group_members.iter().map(|m| m.len().div_ceil(100).max(1)).sum();
-    let got: usize = by_path.iter().filter(|(p, _)| p.ends_with("/members")).map(|(_, n)| n).sum();
+    let got: usize = by_path
+        .iter()
+        .filter(|(p, _)| p.starts_with("/api/v2/usergroups/") && p.ends_with("/members"))
+        .map(|(_, n)| n)
+        .sum();
     assert_eq!(got, member_requests);
     // jcsql.tables records the requests per table.
     let r =

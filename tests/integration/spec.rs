@@ -15,9 +15,14 @@ use jcsql::table::Source;
 
 const SPEC_FILES: &[&str] = &["JumpCloud.SDK.V1.json", "JumpCloud.SDK.V2.json"];
 
-/// The spec definitions of every table in the registry, sorted.
+/// The spec definitions of every table in the registry, sorted. Event logs are
+/// `additionalProperties: true` objects in their spec: nothing to check field by field.
 fn definitions() -> BTreeSet<&'static str> {
-    all_tables().iter().map(|t| t.spec.unwrap_or_else(|| panic!("{} names no spec definition", t.name))).collect()
+    all_tables()
+        .iter()
+        .filter(|t| !matches!(t.source, Source::Log { .. }))
+        .map(|t| t.spec.unwrap_or_else(|| panic!("{} names no spec definition", t.name)))
+        .collect()
 }
 
 /// Fields live JumpCloud sends that the spec does not list (see the recordings' SOURCES.md).
@@ -235,8 +240,9 @@ async fn every_field_the_simulator_emits_is_in_the_spec_with_its_type() {
     // parents each (parents come first in the registry, so their ids are known).
     let mut ids: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for table in all_tables() {
-        let def = table.spec.expect("a spec definition");
+        let Some(def) = table.spec else { continue };
         let records = match &table.source {
+            Source::Log { .. } => continue,
             Source::List { path } => get_all(&http, &base, &key, &format!("/api{path}"), "").await,
             Source::PerParent { parent, path, query } => {
                 let extra: String = query.iter().map(|(k, v)| format!("&{k}={v}")).collect();

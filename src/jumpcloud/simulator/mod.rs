@@ -3,6 +3,7 @@
 //! its state, and has knobs for latency, 5xx failures, rate limiting and targeted faults.
 //! `jcsql demo`, `jcsql simulate`, the tests and the benchmark all run it.
 
+pub mod audit;
 pub mod demo_data;
 pub mod org;
 
@@ -37,6 +38,8 @@ pub struct SimulatorConfig {
     pub fail_rate: f64,
     /// Requests per second before answering 429 with `Retry-After`.
     pub rate_limit: Option<f64>,
+    /// The most events a Directory Insights page holds (`X-Limit`); JumpCloud's is 10,000.
+    pub events_page_limit: usize,
 }
 
 impl SimulatorConfig {
@@ -48,6 +51,7 @@ impl SimulatorConfig {
             latency: Duration::ZERO,
             fail_rate: 0.0,
             rate_limit: None,
+            events_page_limit: 10_000,
         }
     }
 }
@@ -61,6 +65,8 @@ pub enum Fault {
     MalformedJson,
     /// Answer 200 but drop the last record of each page (an incomplete listing).
     DropRecords,
+    /// Let this many matching requests through, then answer every later one with the status.
+    StatusAfter(u64, u16),
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -69,12 +75,16 @@ pub struct RequestRecord {
     pub path: String,
     pub query: String,
     pub status: u16,
+    /// The JSON body of a POST or PUT.
+    pub body: Option<String>,
 }
 
 struct Shared {
     org: RwLock<Org>,
     config: SimulatorConfig,
     faults: RwLock<Vec<(String, Fault)>>,
+    /// Requests each `StatusAfter` fault has let through.
+    fault_hits: AtomicU64,
     log: Mutex<Vec<RequestRecord>>,
     requests: AtomicU64,
     fail_counter: AtomicU64,
@@ -115,6 +125,7 @@ impl Simulator {
             org: RwLock::new(org),
             config,
             faults: RwLock::new(Vec::new()),
+            fault_hits: AtomicU64::new(0),
             log: Mutex::new(Vec::new()),
             requests: AtomicU64::new(0),
             fail_counter: AtomicU64::new(0),
@@ -190,6 +201,7 @@ impl Simulator {
         if let Ok(mut f) = self.shared.faults.write() {
             f.clear();
         }
+        self.shared.fault_hits.store(0, Ordering::Relaxed);
     }
 }
 
@@ -205,6 +217,12 @@ fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/api/systemusers", get(list_users))
         .route("/api/systemusers/{id}", get(get_user).put(update_user))
+        .route("/api/users", get(list_admins))
+        .route("/api/v2/systemgroups", get(list_device_groups))
+        .route("/api/v2/systemgroups/{id}/members", get(device_group_members))
+        .route("/api/v2/policies", get(list_policies))
+        .route("/api/v2/policies/{id}/policystatuses", get(policy_statuses))
+        .route("/insights/directory/v1/events", axum::routing::post(query_events))
         .route("/api/systems", get(list_devices))
         .route("/api/applications", get(list_applications))
         .route("/api/v2/usergroups", get(list_groups).post(create_group))
@@ -271,13 +289,22 @@ async fn gatekeeper(State(shared): State<Arc<Shared>>, headers: HeaderMap, req: 
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or_default().to_string();
+    // Writes and Directory Insights queries carry their meaning in the body: keep it for the log.
+    let (req, body) = if method == "POST" || method == "PUT" {
+        let (parts, body) = req.into_parts();
+        let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        (Request::from_parts(parts, Body::from(bytes)), Some(text))
+    } else {
+        (req, None)
+    };
     let cfg = &shared.config;
     if !cfg.latency.is_zero() {
         tokio::time::sleep(cfg.latency).await;
     }
     let resp = gate(&shared, &headers, &path, req, next).await;
     if let Ok(mut log) = shared.log.lock() {
-        log.push(RequestRecord { method, path, query, status: resp.status().as_u16() });
+        log.push(RequestRecord { method, path, query, status: resp.status().as_u16(), body });
     }
     resp
 }
@@ -289,6 +316,10 @@ async fn gate(shared: &Shared, headers: &HeaderMap, path: &str, req: Request, ne
         return error(StatusCode::UNAUTHORIZED, "Unauthorized");
     }
     if let Some(org) = headers.get("x-org-id").and_then(|v| v.to_str().ok()) {
+        // The administrators list belongs to the key, not to an org.
+        if path == "/api/users" {
+            return error(StatusCode::FORBIDDEN, "Forbidden: organization selection not allowed via header");
+        }
         if !is_object_id(org) {
             return error(StatusCode::BAD_REQUEST, "Bad Request: invalid x-org-id header");
         }
@@ -331,6 +362,14 @@ async fn gate(shared: &Shared, headers: &HeaderMap, path: &str, req: Request, ne
         Some(Fault::DropRecords) => {
             let resp = next.run(req).await;
             rewrite_body(resp, drop_last_record).await
+        }
+        Some(Fault::StatusAfter(allowed, code)) => {
+            if shared.fault_hits.fetch_add(1, Ordering::Relaxed) < allowed {
+                next.run(req).await
+            } else {
+                let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                error(status, status.canonical_reason().unwrap_or("Error"))
+            }
         }
         None => next.run(req).await,
     }
@@ -464,15 +503,24 @@ async fn update_user(State(s): State<Arc<Shared>>, Path(id): Path<String>, body:
         Err(r) => return r,
     };
     let mut org = s.org.write().unwrap_or_else(|e| e.into_inner());
-    let updated = match v.get("suspended") {
-        Some(Value::Bool(suspended)) => org.set_suspended(&id, *suspended),
-        Some(_) => return error(StatusCode::BAD_REQUEST, "Bad Request: suspended must be a boolean"),
-        None => org.user_index.get(&id).map(|&u| &org.users[u]),
+    let Some(&u) = org.user_index.get(&id) else {
+        return error(StatusCode::NOT_FOUND, "Not Found");
     };
-    match updated {
-        Some(u) => json_response(StatusCode::OK, serde_json::to_string(u).unwrap_or_default(), None),
-        None => error(StatusCode::NOT_FOUND, "Not Found"),
+    let was = org.users[u].suspended;
+    match v.get("suspended") {
+        Some(Value::Bool(suspended)) => {
+            org.set_suspended(&id, *suspended);
+            if was != *suspended {
+                let (org_id, user) = (org.org_id.clone(), &org.users[u]);
+                let resource = json!({"id": user.id, "type": "user", "username": user.username, "email": user.email});
+                let changes = json!([{"field": "suspended", "from": was, "to": suspended}]);
+                org.audit.record_change(&org_id, "user_update", resource, changes);
+            }
+        }
+        Some(_) => return error(StatusCode::BAD_REQUEST, "Bad Request: suspended must be a boolean"),
+        None => {}
     }
+    json_response(StatusCode::OK, serde_json::to_string(&org.users[u]).unwrap_or_default(), None)
 }
 
 async fn list_devices(State(s): State<Arc<Shared>>, Query(p): Query<Paging>) -> Response {
@@ -505,6 +553,15 @@ fn find(index: &HashMap<String, usize>, id: &str) -> Result<usize, Response> {
         return Err(r);
     }
     index.get(id).copied().ok_or_else(|| error(StatusCode::NOT_FOUND, "Not Found"))
+}
+
+/// The position of the object `id` names among `ids`: 400 for a malformed id, 404 for an unknown one.
+#[allow(clippy::result_large_err)]
+fn position_of<'a>(id: &str, mut ids: impl Iterator<Item = &'a String>) -> Result<usize, Response> {
+    if let Some(r) = invalid_id(id) {
+        return Err(r);
+    }
+    ids.position(|x| x == id).ok_or_else(|| error(StatusCode::NOT_FOUND, "Not Found"))
 }
 
 async fn group_members(State(s): State<Arc<Shared>>, Path(id): Path<String>, Query(p): Query<Paging>) -> Response {
@@ -594,10 +651,18 @@ async fn create_group(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> 
     };
     let description = v.get("description").and_then(Value::as_str).unwrap_or_default();
     let mut org = s.org.write().unwrap_or_else(|e| e.into_inner());
-    match org.create_group(name, description) {
-        Some(g) => json_response(StatusCode::CREATED, serde_json::to_string(g).unwrap_or_default(), None),
-        None => error(StatusCode::CONFLICT, "Already Exists"),
-    }
+    let Some(g) = org.create_group(name, description).cloned() else {
+        return error(StatusCode::CONFLICT, "Already Exists");
+    };
+    let org_id = org.org_id.clone();
+    let resource = json!({"id": g.id, "type": "user_group", "name": g.name});
+    org.audit.record_change(
+        &org_id,
+        "user_group_create",
+        resource,
+        json!([{"field": "name", "from": null, "to": g.name}]),
+    );
+    json_response(StatusCode::CREATED, serde_json::to_string(&g).unwrap_or_default(), None)
 }
 
 async fn change_member(State(s): State<Arc<Shared>>, Path(id): Path<String>, body: axum::body::Bytes) -> Response {
@@ -627,11 +692,142 @@ async fn change_member(State(s): State<Arc<Shared>>, Path(id): Path<String>, bod
             return error(StatusCode::BAD_REQUEST, "Bad Request: op must be add or remove");
         }
     };
+    if changed {
+        let (org_id, group, user) = (org.org_id.clone(), org.groups[g].name.clone(), org.users[u].email.clone());
+        let resource = json!({"id": id, "type": "user_group", "name": group});
+        let (from, to) = if op == "add" { (Value::Null, json!(user)) } else { (json!(user), Value::Null) };
+        org.audit.record_change(
+            &org_id,
+            "association_change",
+            resource,
+            json!([{"field": "member", "from": from, "to": to}]),
+        );
+    }
     match (op.as_str(), changed) {
         (_, true) => StatusCode::NO_CONTENT.into_response(),
         ("add", false) => error(StatusCode::CONFLICT, "Already Exists"),
         _ => error(StatusCode::NOT_FOUND, "Not Found"),
     }
+}
+
+async fn list_admins(State(s): State<Arc<Shared>>, Query(p): Query<Paging>) -> Response {
+    v1_page(&read_org(&s).audit.admins, &p)
+}
+
+async fn list_device_groups(State(s): State<Arc<Shared>>, Query(p): Query<Paging>) -> Response {
+    let org = read_org(&s);
+    v2_page(org.audit.device_groups.len(), org.audit.device_groups.iter(), |g| g, &p)
+}
+
+async fn device_group_members(
+    State(s): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    Query(p): Query<Paging>,
+) -> Response {
+    let org = read_org(&s);
+    let g = match position_of(&id, org.audit.device_groups.iter().map(|g| &g.id)) {
+        Ok(g) => g,
+        Err(r) => return r,
+    };
+    let members = &org.audit.device_group_members[g];
+    v2_page(members.len(), members.iter(), |&d| edge(&org.devices[d].id, "system", Value::Null), &p)
+}
+
+async fn list_policies(State(s): State<Arc<Shared>>, Query(p): Query<Paging>) -> Response {
+    let org = read_org(&s);
+    v2_page(org.audit.policies.len(), org.audit.policies.iter(), |p| p, &p)
+}
+
+async fn policy_statuses(State(s): State<Arc<Shared>>, Path(id): Path<String>, Query(p): Query<Paging>) -> Response {
+    let org = read_org(&s);
+    let i = match position_of(&id, org.audit.policies.iter().map(|p| &p.id)) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let results = &org.audit.policy_results[i];
+    v2_page(results.len(), results.iter(), |r| r, &p)
+}
+
+/// `POST /insights/directory/v1/events`: `service` and `start_time` required; `end_time`,
+/// `search_term` (`and` / `or` of `{field: value or [values]}`), `sort` (ASC default), `limit`
+/// (1,000 default, at most 10,000) and `search_after` (the last page's `X-Search_after`).
+async fn query_events(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
+    let q = match body_json(&body) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let Some(services) = q.get("service").and_then(Value::as_array) else {
+        return error(StatusCode::BAD_REQUEST, "Bad Request: service is required");
+    };
+    let services: Vec<&str> = services.iter().filter_map(Value::as_str).collect();
+    let time = |k: &str| q.get(k).and_then(Value::as_str).and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+    let Some(start) = time("start_time") else {
+        return error(StatusCode::BAD_REQUEST, "Bad Request: start_time is required, in RFC3339 format");
+    };
+    let end = time("end_time");
+    if q.get("end_time").is_some() && end.is_none() {
+        return error(StatusCode::BAD_REQUEST, "Bad Request: end_time must be in RFC3339 format");
+    }
+    let limit = q.get("limit").and_then(Value::as_u64).filter(|l| (1..=10_000).contains(l)).unwrap_or(1000) as usize;
+    let limit = limit.min(s.config.events_page_limit.max(1));
+    let descending = q.get("sort").and_then(Value::as_str).is_some_and(|s| s.eq_ignore_ascii_case("desc"));
+    let after: Option<(i64, String)> = q
+        .get("search_after")
+        .and_then(Value::as_array)
+        .and_then(|a| Some((a.first()?.as_i64()?, a.get(1)?.as_str()?.to_string())));
+    let term = q.get("search_term");
+    let matches_term = |e: &Value| -> bool {
+        let check = |t: &Value| {
+            t.as_object().is_some_and(|o| {
+                o.iter().all(|(k, want)| match want {
+                    Value::Array(vals) => vals.contains(&e[k]),
+                    v => &e[k] == v,
+                })
+            })
+        };
+        match term {
+            None => true,
+            Some(t) => match (t.get("and").and_then(Value::as_array), t.get("or").and_then(Value::as_array)) {
+                (Some(all), _) => all.iter().all(check),
+                (None, Some(any)) => any.iter().any(check),
+                _ => true,
+            },
+        }
+    };
+    let org = read_org(&s);
+    let in_range = org.audit.events_between(start.timestamp_millis(), end.map(|e| e.timestamp_millis()));
+    let wanted = |e: &&audit::Event| {
+        (services.contains(&"all") || services.iter().any(|s| e.body["service"] == *s)) && matches_term(&e.body)
+    };
+    let page: Vec<&audit::Event> = if descending {
+        let all: Vec<&audit::Event> = in_range.filter(wanted).collect();
+        all.into_iter()
+            .rev()
+            .filter(|e| after.as_ref().is_none_or(|(t, id)| (e.at_ms, &e.id) < (*t, id)))
+            .take(limit)
+            .collect()
+    } else {
+        in_range
+            .filter(wanted)
+            .filter(|e| after.as_ref().is_none_or(|(t, id)| (e.at_ms, &e.id) > (*t, id)))
+            .take(limit)
+            .collect()
+    };
+    let token = page.last().map(|e| json!([e.at_ms, e.id])).unwrap_or_else(|| json!([0, ""]));
+    let body = serde_json::to_string(&page.iter().map(|e| &e.body).collect::<Vec<_>>()).unwrap_or_else(|_| "[]".into());
+    let mut resp = json_response(StatusCode::OK, body, None);
+    let headers = resp.headers_mut();
+    for (name, value) in [
+        ("x-result-count", page.len().to_string()),
+        ("x-limit", limit.to_string()),
+        ("x-sort", if descending { "DESC" } else { "ASC" }.to_string()),
+        ("x-search_after", token.to_string()),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(name, v);
+        }
+    }
+    resp
 }
 
 /// Per-path request counts, for tests and the benchmark.

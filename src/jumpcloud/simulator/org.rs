@@ -274,6 +274,8 @@ pub struct Org {
     pub app_index: HashMap<String, usize>,
     /// Source of ids for objects created later (POST /usergroups).
     pub next_serial: u64,
+    /// Administrators, device groups, policies and the event log.
+    pub audit: super::audit::Audit,
 }
 
 const DEPARTMENTS: &[(&str, &[&str])] = &[
@@ -385,7 +387,7 @@ const PROJECT_WORDS: &[&str] = &[
 
 const MS_PER_DAY: i64 = 86_400_000;
 
-fn iso(ms: i64) -> String {
+pub fn iso(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
         .unwrap_or_default()
@@ -723,7 +725,7 @@ impl Org {
 
         let index =
             |ids: Vec<&String>| ids.into_iter().enumerate().map(|(i, id)| (id.clone(), i)).collect::<HashMap<_, _>>();
-        Org {
+        let mut org = Org {
             user_index: index(users.iter().map(|u| &u.id).collect()),
             group_index: index(groups.iter().map(|g| &g.id).collect()),
             device_index: index(devices.iter().map(|d| &d.id).collect()),
@@ -738,7 +740,10 @@ impl Org {
             device_users,
             app_groups,
             app_users,
-        }
+            audit: Default::default(),
+        };
+        org.audit = super::audit::Audit::generate(&org, spec.seed, now_ms);
+        org
     }
 
     pub fn membership_count(&self) -> usize {
@@ -779,6 +784,21 @@ impl Org {
         Some(&self.users[i])
     }
 
+    /// For a relation table, how many rows each parent has (in the parent's order): what the
+    /// per-parent listings return. `None` for a table that is not a relation.
+    pub fn rows_per_parent(&self, table: &str) -> Option<Vec<usize>> {
+        let lens = |lists: &[Vec<usize>]| lists.iter().map(Vec::len).collect();
+        Some(match table {
+            "user_group_members" => self.group_members.iter().map(BTreeSet::len).collect(),
+            "device_users" => self.device_users.iter().map(Vec::len).collect(),
+            "application_user_groups" => lens(&self.app_groups),
+            "application_users" => lens(&self.app_users),
+            "device_group_members" => lens(&self.audit.device_group_members),
+            "policy_statuses" => self.audit.policy_results.iter().map(Vec::len).collect(),
+            _ => return None,
+        })
+    }
+
     /// How many rows each JumpCloud table has for this org, by table name: what a complete
     /// fetch must return. `None` for a table the simulator does not serve.
     pub fn rows_of(&self, table: &str) -> Option<usize> {
@@ -792,6 +812,16 @@ impl Org {
             "device_users" => self.device_users.iter().map(Vec::len).sum(),
             "application_user_groups" => sum(&self.app_groups),
             "application_users" => sum(&self.app_users),
+            "administrators" => self.audit.admins.len(),
+            "device_groups" => self.audit.device_groups.len(),
+            "device_group_members" => self.audit.device_group_members.iter().map(Vec::len).sum(),
+            "policies" => self.audit.policies.len(),
+            "policy_statuses" => self.audit.policy_results.iter().map(Vec::len).sum(),
+            // The default window: the last 30 days.
+            "directory_events" => {
+                let from = chrono::Utc::now().timestamp_millis() - 30 * MS_PER_DAY;
+                self.audit.events_between(from, None).count()
+            }
             "user_application_access" => {
                 sum(&self.app_users)
                     + self.app_groups.iter().flatten().map(|g| self.group_members[*g].len()).sum::<usize>()
