@@ -214,6 +214,11 @@ async fn bench(a: Args) {
         tokio::task::block_in_place(|| run_jcsql(&["sync", "--max-in-flight", &in_flight, "--format", "csv"], &envs));
     assert!(sync.ok, "sync failed: {}", sync.output);
     let (sync_wall, sync_peak) = (sync.wall, sync.peak_rss);
+    // A second full sync compares every table with the snapshot it replaces (`changes.*`).
+    eprintln!("second full sync (every table diffed)…");
+    let resync =
+        tokio::task::block_in_place(|| run_jcsql(&["sync", "--max-in-flight", &in_flight, "--format", "csv"], &envs));
+    assert!(resync.ok, "second sync failed: {}", resync.output);
     let requests = sim.request_count();
     let load = sim.request_load();
     let rows: usize = all_tables().iter().map(|t| org.rows_of(t.name).unwrap_or(0)).sum();
@@ -288,6 +293,33 @@ async fn bench(a: Args) {
         }
     }
 
+    eprintln!("diff cost per table…");
+    let mut diffs: Vec<(String, Duration, usize)> = Vec::new();
+    {
+        let engine = jcsql::Engine::new(jcsql::EngineOptions {
+            cache_dir: Some(home.path().to_path_buf()),
+            freshness: jcsql::connection::Freshness { offline: true, ..Default::default() },
+            ..Default::default()
+        })
+        .await
+        .expect("engine");
+        for t in engine.connection().tables() {
+            let (snap, _) = t.current();
+            let rows: usize = snap.batches.iter().map(|b| b.num_rows()).sum();
+            let started = Instant::now();
+            let _ = jcsql::changes::diff(
+                t.def,
+                &snap.batches,
+                &snap.batches,
+                Some(0),
+                1,
+                jcsql::changes::ChangeSource::Fetch,
+            );
+            diffs.push((t.def.name.to_string(), started.elapsed(), rows));
+        }
+    }
+    let diff_total: Duration = diffs.iter().map(|(_, d, _)| *d).sum();
+
     let warm_median = median(warm.clone());
     let check = |ok: bool| if ok { "met" } else { "MISSED" };
     let mut out = String::new();
@@ -329,6 +361,21 @@ async fn bench(a: Args) {
         check(sync_peak < 1 << 30)
     ));
     out.push_str(&format!("| snapshots on disk | {:.1} MiB | | |\n", cache_bytes as f64 / 1048576.0));
+    out.push_str(&format!(
+        "| second full sync (every table compared with its last snapshot) | {:.2} s wall, {:.2} s CPU, {:.0} MiB peak | | |\n",
+        resync.wall.as_secs_f64(),
+        resync.cpu.as_secs_f64(),
+        resync.peak_rss as f64 / 1048576.0
+    ));
+    out.push_str(&format!(
+        "| diff of every table (in process, snapshot against itself) | {:.0} ms, {:.1} % of the sync's CPU | < 10 % of the sync's CPU | {} |\n",
+        diff_total.as_secs_f64() * 1000.0,
+        diff_total.as_secs_f64() * 100.0 / sync.cpu.as_secs_f64(),
+        check(diff_total.as_secs_f64() < 0.1 * sync.cpu.as_secs_f64())
+    ));
+    for (name, d, rows) in diffs.iter().filter(|(_, d, _)| *d >= Duration::from_millis(5)) {
+        out.push_str(&format!("| diff of {name} ({rows} rows) | {} | | |\n", ms(*d)));
+    }
     out.push_str(&format!(
         "| peer-like users fetch ({} users, 10 a page, sequential) | {peer_requests} requests, {:.2} s ({peer_rows_per_sec:.0} rows/s) | | |\n",
         a.peer_sample,

@@ -19,8 +19,9 @@ use datafusion::arrow::ipc::reader::FileReader;
 use datafusion::arrow::ipc::writer::FileWriter;
 use serde::{Deserialize, Serialize};
 
+use crate::changes::{self, ChangeCounts, ChangeSource, Retention};
 use crate::error::{JcsqlError, Result};
-use crate::table::TableDef;
+use crate::table::{Source, TableDef};
 
 const SNAPSHOT_KEY: &str = "jcsql.snapshot";
 
@@ -73,6 +74,10 @@ pub struct CachedTable {
     status: std::sync::Mutex<TableStatus>,
     file: Option<PathBuf>,
     disk_checked: AtomicBool,
+    /// `changes.TABLE`: loaded from disk at first use, kept beside the snapshots.
+    changes: std::sync::Mutex<Option<Vec<RecordBatch>>>,
+    changes_file: Option<PathBuf>,
+    pub retention: Retention,
 }
 
 impl std::fmt::Debug for CachedTable {
@@ -101,6 +106,9 @@ impl CachedTable {
             status: std::sync::Mutex::new(TableStatus::default()),
             file: dir.map(|d| d.join(format!("{}.arrow", def.name))),
             disk_checked: AtomicBool::new(false),
+            changes: std::sync::Mutex::new(None),
+            changes_file: dir.map(|d| d.join("changes").join(format!("{}.arrow", def.name))),
+            retention: Retention::default(),
         }
     }
 
@@ -132,8 +140,24 @@ impl CachedTable {
         (self.snapshot.load_full(), warning)
     }
 
-    /// Replaces the snapshot: on disk first (atomically), then in memory.
-    pub fn replace(&self, snapshot: Snapshot) -> Result<()> {
+    /// Replaces the snapshot after a fetch: on disk first (atomically), then in memory, and
+    /// records what changed since the previous one. The first snapshot is the baseline, and a
+    /// fetch short of its expected rows records nothing (it must never look like deletions).
+    pub fn replace(&self, snapshot: Snapshot) -> Result<Option<ChangeCounts>> {
+        let (old, _) = self.current();
+        let at = snapshot.meta.as_ref().map(|m| m.fetched_at_us).unwrap_or_default();
+        let complete =
+            snapshot.meta.as_ref().is_some_and(|m| m.expected_rows.is_none_or(|expected| m.rows >= expected));
+        let since = old.meta.as_ref().map(|m| m.fetched_at_us);
+        let new = snapshot.batches.clone();
+        self.store(snapshot)?;
+        if since.is_none() || !complete {
+            return Ok(None);
+        }
+        self.record_changes(&old.batches, &new, since, at, ChangeSource::Fetch)
+    }
+
+    fn store(&self, snapshot: Snapshot) -> Result<()> {
         if let (Some(path), Some(meta)) = (&self.file, &snapshot.meta) {
             write_snapshot(path, &self.schema(), &snapshot.batches, meta)?;
         }
@@ -143,7 +167,62 @@ impl CachedTable {
         Ok(())
     }
 
+    /// Compares two versions of the table and appends the differences to `changes.TABLE`.
+    fn record_changes(
+        &self,
+        old: &[RecordBatch],
+        new: &[RecordBatch],
+        since: Option<i64>,
+        at: i64,
+        source: ChangeSource,
+    ) -> Result<Option<ChangeCounts>> {
+        // An event log only grows: every refresh would be all `added`, which the log itself says.
+        if matches!(self.def.source, Source::Log { .. }) {
+            return Ok(None);
+        }
+        let fail =
+            |e: &dyn std::fmt::Display| JcsqlError::Cache(format!("{}: cannot compare snapshots: {e}", self.def.name));
+        let Some((batch, counts)) = changes::diff(self.def, old, new, since, at, source).map_err(|e| fail(&e))? else {
+            return Ok(Some(ChangeCounts::default()));
+        };
+        let mut log = self.changes.lock().map_err(|e| fail(&e))?;
+        let mut all = match log.take() {
+            Some(held) => held,
+            None => self.read_changes(),
+        };
+        all.push(batch);
+        let all = changes::trim(all, at, self.retention).map_err(|e| fail(&e))?;
+        if let Some(path) = &self.changes_file {
+            write_ipc(path, &changes::schema(self.def), &all, HashMap::new())?;
+        }
+        *log = Some(all);
+        Ok(Some(counts))
+    }
+
+    /// The rows of `changes.TABLE`, oldest first.
+    pub fn changes(&self) -> Vec<RecordBatch> {
+        let Ok(mut log) = self.changes.lock() else { return Vec::new() };
+        if log.is_none() {
+            *log = Some(self.read_changes());
+        }
+        log.clone().unwrap_or_default()
+    }
+
+    /// The change log on disk; one that cannot be read is dropped (and said so in the log).
+    fn read_changes(&self) -> Vec<RecordBatch> {
+        let Some(path) = &self.changes_file else { return Vec::new() };
+        match read_ipc(path, &changes::schema(self.def)) {
+            Ok(batches) => batches,
+            Err(e) => {
+                tracing::warn!("{e}; the change history of {} starts again", self.def.name);
+                let _ = std::fs::remove_file(path);
+                Vec::new()
+            }
+        }
+    }
+
     /// Applies a change made by an action to the snapshot in memory and on disk.
+    /// The change is recorded in `changes.TABLE` with `_source = 'action'`.
     pub fn patch(&self, f: impl FnOnce(&[RecordBatch]) -> Result<Vec<RecordBatch>>) -> Result<()> {
         let (current, _) = self.current();
         let Some(meta) = current.meta.clone() else {
@@ -151,7 +230,10 @@ impl CachedTable {
         };
         let batches = f(&current.batches)?;
         let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
-        self.replace(Snapshot { batches, meta: Some(SnapshotMeta { rows, ..meta }) })
+        let since = meta.fetched_at_us;
+        self.store(Snapshot { batches: batches.clone(), meta: Some(SnapshotMeta { rows, ..meta }) })?;
+        let now = chrono::Utc::now().timestamp_micros();
+        self.record_changes(&current.batches, &batches, Some(since), now, ChangeSource::Action).map(|_| ())
     }
 
     pub fn status(&self) -> TableStatus {
@@ -166,11 +248,16 @@ impl CachedTable {
 }
 
 fn write_snapshot(path: &Path, schema: &SchemaRef, batches: &[RecordBatch], meta: &SnapshotMeta) -> Result<()> {
+    let meta_json = serde_json::to_string(meta).map_err(|e| JcsqlError::Cache(e.to_string()))?;
+    write_ipc(path, schema, batches, HashMap::from([(SNAPSHOT_KEY.to_string(), meta_json)]))
+}
+
+/// Writes batches as one Arrow IPC file, via a temp file and a rename.
+fn write_ipc(path: &Path, schema: &SchemaRef, batches: &[RecordBatch], extra: HashMap<String, String>) -> Result<()> {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| JcsqlError::Cache(format!("cannot create {}: {e}", dir.display())))?;
-    let meta_json = serde_json::to_string(meta).map_err(|e| JcsqlError::Cache(e.to_string()))?;
     let mut md: HashMap<String, String> = schema.metadata().clone();
-    md.insert(SNAPSHOT_KEY.to_string(), meta_json);
+    md.extend(extra);
     let file_schema = Arc::new(Schema::new_with_metadata(schema.fields().clone(), md));
     let fail = |e: &dyn std::fmt::Display| JcsqlError::Cache(format!("cannot write {}: {e}", path.display()));
     let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| fail(&e))?;
@@ -200,6 +287,26 @@ fn owned_columns(batch: &RecordBatch) -> std::result::Result<Vec<ArrayRef>, Arro
             let mut copy = MutableArrayData::new(vec![&data], false, data.len());
             copy.try_extend(0, 0, data.len())?;
             Ok(make_array(copy.freeze()))
+        })
+        .collect()
+}
+
+/// The batches of an IPC file written for `schema` (none when there is no file).
+fn read_ipc(path: &Path, schema: &SchemaRef) -> Result<Vec<RecordBatch>> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(JcsqlError::Cache(format!("cannot open {}: {e}", path.display()))),
+    };
+    let bad = |why: String| JcsqlError::Cache(format!("{} is unusable ({why})", path.display()));
+    let reader = FileReader::try_new(BufReader::new(file), None).map_err(|e| bad(e.to_string()))?;
+    if reader.schema().fields() != schema.fields() {
+        return Err(bad("written for other columns".into()));
+    }
+    reader
+        .map(|b| {
+            let b = b.map_err(|e| bad(e.to_string()))?;
+            RecordBatch::try_new(schema.clone(), b.columns().to_vec()).map_err(|e| bad(e.to_string()))
         })
         .collect()
 }

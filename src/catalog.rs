@@ -6,7 +6,7 @@ use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{
-    ArrayRef, Float64Builder, Int64Builder, RecordBatch, StringArray, StringBuilder, TimestampMicrosecondBuilder,
+    Array, ArrayRef, Float64Builder, Int64Builder, RecordBatch, StringArray, StringBuilder, TimestampMicrosecondBuilder,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::catalog::{SchemaProvider, Session, TableProvider};
@@ -385,4 +385,114 @@ pub fn tables_meta(connections: Vec<Arc<Connection>>) -> ComputedTable {
         ];
         Ok(RecordBatch::try_new(schema.clone(), cols)?)
     })
+}
+
+/// `changes.TABLE`: what changed in a table, refreshed first when the table is stale (so "since
+/// yesterday" is up to date).
+#[derive(Debug)]
+pub struct ChangesTable {
+    conn: Arc<Connection>,
+    table: Arc<CachedTable>,
+}
+
+impl ChangesTable {
+    pub fn new(conn: Arc<Connection>, table: Arc<CachedTable>) -> Self {
+        ChangesTable { conn, table }
+    }
+}
+
+#[async_trait]
+impl TableProvider for ChangesTable {
+    fn schema(&self) -> SchemaRef {
+        crate::changes::schema(self.table.def)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if self.conn.is_connected() && !self.conn.freshness().offline {
+            self.conn.snapshot_for_query(&self.table).await?;
+        }
+        let exec =
+            MemorySourceConfig::try_new(&[self.table.changes()], self.schema(), projection.cloned())?.with_limit(limit);
+        Ok(datafusion::datasource::memory::DataSourceExec::from_data_source(exec))
+    }
+}
+
+/// `changes.all`: every table's changes as one feed (table_name, op, key, at, changed, source);
+/// `key` is the row's key values joined by `/`.
+pub fn changes_feed(conn: Arc<Connection>) -> ComputedTable {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("table_name", DataType::Utf8, false),
+        Field::new("op", DataType::Utf8, false),
+        Field::new("key", DataType::Utf8, true),
+        Field::new("at", timestamp_type(), false),
+        Field::new("changed", DataType::Utf8, true),
+        Field::new("source", DataType::Utf8, false),
+    ]));
+    ComputedTable::new(schema.clone(), move || {
+        let (mut table, mut op, mut key, mut changed, mut source) = (
+            StringBuilder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+        );
+        let mut at = TimestampMicrosecondBuilder::new().with_timezone("UTC");
+        for t in conn.tables() {
+            let keys = crate::changes::key_columns(t.def);
+            for b in t.changes() {
+                let text =
+                    |name: &str| b.column_by_name(name).and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned());
+                let (Some(ops), Some(ch), Some(src)) =
+                    (text(crate::changes::OP), text(crate::changes::CHANGED), text(crate::changes::SOURCE))
+                else {
+                    continue;
+                };
+                let times = b.column_by_name(crate::changes::AT).and_then(|c| {
+                    c.as_any().downcast_ref::<datafusion::arrow::array::TimestampMicrosecondArray>().cloned()
+                });
+                let key_cols: Vec<StringArray> = keys.iter().filter_map(|k| text(k)).collect();
+                for i in 0..b.num_rows() {
+                    table.append_value(t.def.name);
+                    op.append_value(ops.value(i));
+                    let parts: Vec<&str> =
+                        key_cols.iter().map(|c| if c.is_valid(i) { c.value(i) } else { "" }).collect();
+                    key.append_value(parts.join("/"));
+                    at.append_option(times.as_ref().map(|a| a.value(i)));
+                    changed.append_option(ch.is_valid(i).then(|| ch.value(i)));
+                    source.append_value(src.value(i));
+                }
+            }
+        }
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(table.finish()),
+            Arc::new(op.finish()),
+            Arc::new(key.finish()),
+            Arc::new(at.finish()),
+            Arc::new(changed.finish()),
+            Arc::new(source.finish()),
+        ];
+        Ok(RecordBatch::try_new(schema.clone(), cols)?)
+    })
+}
+
+/// The schema that holds a connection's change tables: `changes` for the default connection,
+/// `NAME_changes` for others.
+pub fn changes_schema(conn: &Arc<Connection>, default: bool) -> (String, Arc<dyn SchemaProvider>) {
+    let schema = datafusion::catalog::MemorySchemaProvider::new();
+    for t in conn.tables() {
+        let _ = schema.register_table(t.def.name.to_string(), Arc::new(ChangesTable::new(conn.clone(), t.clone())));
+    }
+    let _ = schema.register_table("all".into(), Arc::new(changes_feed(conn.clone())));
+    let name = if default { "changes".to_string() } else { format!("{}_changes", conn.name) };
+    (name, Arc::new(schema))
 }

@@ -54,6 +54,8 @@ impl SyncObserver for SilentObserver {}
 #[derive(Debug, Clone)]
 pub struct RefreshSummary {
     pub table: String,
+    /// What changed since the previous snapshot (`None` for the first one).
+    pub changes: Option<crate::changes::ChangeCounts>,
     pub rows: u64,
     pub expected_rows: Option<u64>,
     pub requests: u64,
@@ -285,7 +287,7 @@ impl Connection {
         let result = match connector.fetch(self, table, None).await {
             Ok((snapshot, summary)) => {
                 self.requests.fetch_add(summary.requests, Ordering::Relaxed);
-                table.replace(snapshot).map(|_| summary)
+                table.replace(snapshot).map(|changes| RefreshSummary { changes, ..summary })
             }
             Err(e) => Err(e),
         };

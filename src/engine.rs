@@ -122,8 +122,10 @@ impl Engine {
         }
         catalog.register_schema(META_SCHEMA, meta).map_err(registration)?;
         catalog.register_schema(boards::SCHEMA, Arc::new(MemorySchemaProvider::new())).map_err(registration)?;
-        for conn in &connections {
+        for (i, conn) in connections.iter().enumerate() {
             register_connection(&ctx, catalog.as_ref(), conn).await?;
+            let (name, changes) = crate::catalog::changes_schema(conn, i == 0);
+            catalog.register_schema(&name, changes).map_err(registration)?;
         }
         Ok(Engine { ctx, connections, boards, boards_dir: RwLock::new(None), sources, actions })
     }

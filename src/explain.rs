@@ -42,8 +42,14 @@ pub fn distance(a: &str, b: &str) -> usize {
 pub fn nearest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a String>, n: usize) -> Vec<&'a String> {
     let word = word.to_lowercase();
     let word_short = word.rsplit('.').next().unwrap_or(&word).to_string();
+    let candidates: Vec<&String> = candidates.into_iter().collect();
+    // `jumpcloud.devics` means a table of `jumpcloud`, when that schema has any.
+    let schema = word.rsplit_once('.').map(|(s, _)| format!("{s}."));
+    let same_schema = |c: &&String| schema.as_ref().is_none_or(|s| c.to_lowercase().starts_with(s));
+    let in_schema = candidates.iter().any(same_schema);
     let mut scored: Vec<(usize, &String)> = candidates
         .into_iter()
+        .filter(|c| !in_schema || same_schema(c))
         .filter_map(|c| {
             let short = c.rsplit('.').next().unwrap_or(c).to_lowercase();
             let d = distance(&word, &c.to_lowercase()).min(distance(&word_short, &short));

@@ -18,6 +18,7 @@ pub mod actions;
 pub mod boards;
 pub mod cache;
 pub mod catalog;
+pub mod changes;
 pub mod cli;
 pub mod connection;
 pub mod engine;

@@ -513,6 +513,15 @@ async fn sync(engine: &Engine, tables: &[String], g: &GlobalArgs) -> Result<u8, 
             started.elapsed().as_secs_f64(),
             plural(requests as usize, "request")
         );
+        // What changed since the previous sync, a line per table that changed.
+        let compared: Vec<(&String, crate::changes::ChangeCounts)> =
+            results.iter().filter_map(|(n, r)| Some((n, r.as_ref().ok()?.changes?))).collect();
+        for (name, counts) in compared.iter().filter(|(_, c)| !c.is_empty()) {
+            eprintln!("{name}: {counts}");
+        }
+        if !compared.is_empty() && compared.iter().all(|(_, c)| c.is_empty()) {
+            eprintln!("no changes since the last fetch");
+        }
     }
     Ok(if failed > 0 { EXIT_ERROR } else { EXIT_OK })
 }

@@ -26,14 +26,20 @@ pub const EXAMPLE_BOARDS: &[(&str, &str)] = &[
     ("empty_device_groups", include_str!("../../examples/boards/empty_device_groups.sql")),
     ("failed_logins_last_7_days", include_str!("../../examples/boards/failed_logins_last_7_days.sql")),
     ("apps_reachable_without_mfa", include_str!("../../examples/boards/apps_reachable_without_mfa.sql")),
+    ("changes_last_24_hours", include_str!("../../examples/boards/changes_last_24_hours.sql")),
     ("empty_groups", include_str!("../../examples/boards/empty_groups.sql")),
     ("hr_leavers_still_active", include_str!("../../examples/boards/hr_leavers_still_active.sql")),
+    ("new_administrators", include_str!("../../examples/boards/new_administrators.sql")),
     ("stale_devices", include_str!("../../examples/boards/stale_devices.sql")),
     ("stale_staged_users", include_str!("../../examples/boards/stale_staged_users.sql")),
     ("suspended_users_with_devices", include_str!("../../examples/boards/suspended_users_with_devices.sql")),
     ("unencrypted_devices", include_str!("../../examples/boards/unencrypted_devices.sql")),
     ("unenrolled_laptops", include_str!("../../examples/boards/unenrolled_laptops.sql")),
     ("users_in_no_group", include_str!("../../examples/boards/users_in_no_group.sql")),
+    (
+        "users_suspended_or_unsuspended_this_week",
+        include_str!("../../examples/boards/users_suspended_or_unsuspended_this_week.sql"),
+    ),
     ("users_without_mfa", include_str!("../../examples/boards/users_without_mfa.sql")),
 ];
 

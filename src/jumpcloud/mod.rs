@@ -154,6 +154,7 @@ impl Connector for JumpCloudConnector {
         };
         let summary = RefreshSummary {
             table: name.to_string(),
+            changes: None,
             rows,
             expected_rows: expected,
             requests,

@@ -208,6 +208,7 @@ fn devices() -> TableDef {
         ],
     )
     .with_spec("JcSystem")
+    .with_volatile(&["last_contact", "remote_ip", "agent_version", "active", "connection_history", "user_metrics"])
 }
 
 fn applications() -> TableDef {

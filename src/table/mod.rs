@@ -134,6 +134,8 @@ pub struct TableDef {
     pub spec: Option<&'static str>,
     /// How long a snapshot stays fresh, when shorter than the connection's (event logs).
     pub max_age: Option<std::time::Duration>,
+    /// Columns whose changes do not make a row `changed` (a device's last contact).
+    pub volatile: &'static [&'static str],
     schema: SchemaRef,
     pub(crate) plan: FieldPlan,
 }
@@ -171,7 +173,25 @@ impl TableDef {
             .collect();
         let schema = Arc::new(Schema::new(fields));
         let plan = FieldPlan::new(&columns, key);
-        TableDef { name, description, source, columns, primary, key, spec: None, max_age: None, schema, plan }
+        TableDef {
+            name,
+            description,
+            source,
+            columns,
+            primary,
+            key,
+            spec: None,
+            max_age: None,
+            volatile: &[],
+            schema,
+            plan,
+        }
+    }
+
+    /// Names the columns that change on their own (check-ins), so they never make a row `changed`.
+    pub fn with_volatile(mut self, columns: &'static [&'static str]) -> Self {
+        self.volatile = columns;
+        self
     }
 
     /// Keeps snapshots fresh for at most `max_age`, whatever the connection's freshness.

@@ -4,6 +4,7 @@ mod actions;
 mod audit;
 mod boards;
 mod cache;
+mod changes;
 mod cli;
 mod common;
 mod errors;

@@ -167,6 +167,14 @@ impl Simulator {
         }
     }
 
+    /// Changes the org in place, as if someone changed it in the Admin Portal.
+    pub fn with_org_mut<T>(&self, f: impl FnOnce(&mut Org) -> T) -> T {
+        match self.shared.org.write() {
+            Ok(mut o) => f(&mut o),
+            Err(e) => f(&mut e.into_inner()),
+        }
+    }
+
     pub fn request_count(&self) -> u64 {
         self.shared.requests.load(Ordering::Relaxed)
     }

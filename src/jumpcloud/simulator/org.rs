@@ -829,4 +829,47 @@ impl Org {
             _ => return None,
         })
     }
+
+    /// Adds a user like `template` (an existing user's index) with a new id, username and email.
+    pub fn add_user(&mut self, template: usize, username: &str, email: &str) -> String {
+        let mut rng = Rng::new(self.next_serial.wrapping_mul(104_729));
+        let id = object_id(KIND_USER, 1_000_000 + self.next_serial, &mut rng);
+        self.next_serial += 1;
+        let mut user = self.users[template].clone();
+        user.id = id.clone();
+        user._id = id.clone();
+        user.username = username.to_string();
+        user.email = email.to_string();
+        self.user_index.insert(id.clone(), self.users.len());
+        self.users.push(user);
+        id
+    }
+
+    /// Deletes a device and its bindings and group memberships; `false` for an unknown id.
+    pub fn delete_device(&mut self, id: &str) -> bool {
+        let Some(&d) = self.device_index.get(id) else { return false };
+        self.devices.remove(d);
+        self.device_users.remove(d);
+        for members in &mut self.audit.device_group_members {
+            members.retain(|&m| m != d);
+            for m in members.iter_mut() {
+                if *m > d {
+                    *m -= 1;
+                }
+            }
+        }
+        self.device_index = self.devices.iter().enumerate().map(|(i, x)| (x.id.clone(), i)).collect();
+        true
+    }
+
+    /// Renames a user group; `false` for an unknown id.
+    pub fn rename_group(&mut self, id: &str, name: &str) -> bool {
+        match self.group_index.get(id) {
+            Some(&g) => {
+                self.groups[g].name = name.to_string();
+                true
+            }
+            None => false,
+        }
+    }
 }
