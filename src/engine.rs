@@ -45,6 +45,8 @@ pub struct EngineOptions {
     pub permissions: Permissions,
     /// Where applied actions are appended (JSON lines); `None` keeps no log.
     pub audit_log: Option<PathBuf>,
+    /// The largest JSON export loaded into memory (`None`: 256 MiB).
+    pub max_json_bytes: Option<u64>,
 }
 
 /// What a statement produced: its rows, and the action calls its result shows as planned.
@@ -64,6 +66,7 @@ pub struct Engine {
     boards_dir: RwLock<Option<PathBuf>>,
     sources: Arc<RwLock<Vec<SourceStatus>>>,
     actions: Arc<Actions>,
+    max_json_bytes: u64,
 }
 
 fn registration(e: impl std::fmt::Display) -> JcsqlError {
@@ -127,7 +130,8 @@ impl Engine {
             let (name, changes) = crate::catalog::changes_schema(conn, i == 0);
             catalog.register_schema(&name, changes).map_err(registration)?;
         }
-        Ok(Engine { ctx, connections, boards, boards_dir: RwLock::new(None), sources, actions })
+        let max_json_bytes = options.max_json_bytes.unwrap_or(sources::readers::DEFAULT_MAX_JSON_BYTES);
+        Ok(Engine { ctx, connections, boards, boards_dir: RwLock::new(None), sources, actions, max_json_bytes })
     }
 
     pub fn context(&self) -> &SessionContext {
@@ -151,7 +155,7 @@ impl Engine {
     /// Registers another tool's export (file or folder); a failure is recorded, not raised.
     pub async fn add_source(&self, cfg: &SourceConfig) -> SourceStatus {
         let taken: Vec<String> = self.connections.iter().map(|c| c.name.clone()).collect();
-        let status = sources::register(&self.ctx, cfg, &taken).await;
+        let status = sources::register(&self.ctx, cfg, &taken, self.max_json_bytes).await;
         if let Ok(mut list) = self.sources.write() {
             list.retain(|s| s.name != cfg.name);
             list.push(status.clone());

@@ -113,10 +113,16 @@ pub enum SourceError {
     Reserved { name: String },
     #[error("cannot read {path} ({reason})")]
     Unreadable { path: String, reason: String },
-    #[error("{path} is not a CSV, JSON, NDJSON or Parquet file")]
+    #[error("{path} is not a CSV, JSON, NDJSON, Parquet or Excel file")]
     UnknownFormat { path: String },
-    #[error("{path} holds no CSV, JSON, NDJSON or Parquet files")]
+    #[error("{path} holds no CSV, JSON, NDJSON, Parquet or Excel files")]
     EmptyFolder { path: String },
+    #[error("{path} is empty (no rows, no columns); export it again with its header row")]
+    Empty { path: String },
+    #[error(
+        "{path} is {mib} MiB of JSON, more than the {max_mib} MiB jcsql loads into memory (JCSQL_MAX_JSON_MB); convert it to Parquet once, e.g. duckdb -c \"COPY (SELECT * FROM read_json_auto('{path}')) TO '{path}.parquet'\", and connect the Parquet file"
+    )]
+    TooLarge { path: String, mib: u64, max_mib: u64 },
     #[error("{path} is not valid JSON ({reason})")]
     BadJson { path: String, reason: String },
     #[error("{path} must be an array of objects, one per row")]

@@ -343,6 +343,16 @@ fn freshness_from(g: &GlobalArgs, stored: Option<&JumpCloudSettings>) -> Result<
     Ok(Freshness { max_age, offline: g.offline })
 }
 
+/// `JCSQL_MAX_JSON_MB`: the largest JSON export loaded into memory.
+fn max_json_bytes() -> Result<Option<u64>, JcsqlError> {
+    match std::env::var("JCSQL_MAX_JSON_MB").ok().filter(|s| !s.trim().is_empty()) {
+        None => Ok(None),
+        Some(text) => text.trim().parse::<u64>().map(|mb| Some(mb << 20)).map_err(|_| {
+            JcsqlError::Config(format!("JCSQL_MAX_JSON_MB is {text:?}; give a whole number of MiB, e.g. 512"))
+        }),
+    }
+}
+
 /// How far back `directory_events` reaches: `JCSQL_EVENTS_SINCE`, else the config's
 /// `events_since`, else 30 days; more than JumpCloud's 90-day retention is refused.
 fn events_window(stored: Option<&JumpCloudSettings>) -> Result<Duration, JcsqlError> {
@@ -403,6 +413,7 @@ async fn engine_with_key(
         freshness,
         permissions: stored.permissions.clone(),
         audit_log: Some(home.audit_log()),
+        max_json_bytes: max_json_bytes()?,
         ..Default::default()
     })
     .await?;

@@ -1,9 +1,11 @@
 //! Result formats: table (fitted to the terminal's width), line, csv, json, ndjson, markdown.
 
-use datafusion::arrow::array::{Array, RecordBatch};
-use datafusion::arrow::datatypes::SchemaRef;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::error::ArrowError;
-use datafusion::arrow::json::writer::{JsonArray, JsonFormat, LineDelimited, Writer};
+use datafusion::arrow::json::writer::{JsonArray, JsonFormat, LineDelimited, Writer, WriterBuilder};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use unicode_width::UnicodeWidthStr;
 
@@ -22,8 +24,14 @@ fn format_options() -> FormatOptions<'static> {
     FormatOptions::default().with_null("")
 }
 
-/// Renders batches in `format`; `schema` names the columns when there are no rows.
+/// Renders batches in `format`; `schema` names the columns when there are no rows. Structs,
+/// lists and maps are JSON text in text formats, and JSON in json/ndjson.
 pub fn render(format: Format, schema: &SchemaRef, batches: &[RecordBatch]) -> Result<String, ArrowError> {
+    let (schema, batches) = match format {
+        Format::Json | Format::Ndjson => (schema.clone(), batches.to_vec()),
+        _ => nested_as_json(schema, batches)?,
+    };
+    let (schema, batches) = (&schema, batches.as_slice());
     match format {
         Format::Table => render_table(schema, batches, None),
         Format::Line => render_lines(schema, batches),
@@ -123,6 +131,8 @@ pub fn render_table(
     batches: &[RecordBatch],
     max_width: Option<usize>,
 ) -> Result<String, ArrowError> {
+    let (schema, batches) = nested_as_json(schema, batches)?;
+    let (schema, batches) = (&schema, batches.as_slice());
     let headers: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
     let rows = display_cells(batches)?;
     let mut widths: Vec<usize> = headers.iter().map(|h| h.width()).collect();
@@ -179,6 +189,73 @@ fn render_lines(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<String, A
         }
     }
     Ok(out)
+}
+
+fn is_nested(t: &DataType) -> bool {
+    matches!(
+        t,
+        DataType::Struct(_)
+            | DataType::List(_)
+            | DataType::LargeList(_)
+            | DataType::FixedSizeList(..)
+            | DataType::ListView(_)
+            | DataType::LargeListView(_)
+            | DataType::Map(..)
+            | DataType::Union(..)
+    )
+}
+
+/// Struct, list and map columns as JSON text (what CSV can hold and people can read); other
+/// columns untouched.
+pub fn nested_as_json(
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+) -> Result<(SchemaRef, Vec<RecordBatch>), ArrowError> {
+    if !schema.fields().iter().any(|f| is_nested(f.data_type())) {
+        return Ok((schema.clone(), batches.to_vec()));
+    }
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| if is_nested(f.data_type()) { Field::new(f.name(), DataType::Utf8, true) } else { f.as_ref().clone() })
+        .collect();
+    let text_schema = Arc::new(Schema::new(fields));
+    let converted = batches
+        .iter()
+        .map(|b| {
+            let columns = b
+                .columns()
+                .iter()
+                .map(|c| if is_nested(c.data_type()) { json_text_column(c) } else { Ok(c.clone()) })
+                .collect::<Result<Vec<_>, _>>()?;
+            RecordBatch::try_new(text_schema.clone(), columns)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((text_schema, converted))
+}
+
+/// One nested column as JSON text per row (NULL stays NULL).
+fn json_text_column(col: &ArrayRef) -> Result<ArrayRef, ArrowError> {
+    let field = Field::new("v", col.data_type().clone(), true);
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(vec![field])), vec![col.clone()])?;
+    let mut buf = Vec::new();
+    {
+        let mut w = WriterBuilder::new().with_explicit_nulls(true).build::<_, LineDelimited>(&mut buf);
+        w.write(&batch)?;
+        w.finish()?;
+    }
+    let text = String::from_utf8_lossy(&buf);
+    let values: Vec<Option<String>> = text
+        .lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
+            match v.get("v") {
+                None | Some(serde_json::Value::Null) => None,
+                Some(x) => Some(x.to_string()),
+            }
+        })
+        .collect();
+    Ok(Arc::new(StringArray::from(values)))
 }
 
 /// The width of the terminal on stdout, when stdout is one.

@@ -186,6 +186,9 @@ pub async fn connect_files(engine: &Engine, home: &Home, name: &str, path: &Path
     if let Some(e) = status.error {
         return Err(SourceError::NotConnected { name: name.to_string(), error: Box::new(e) }.into());
     }
+    for note in &status.notes {
+        eprintln!("note: {note}");
+    }
     let mut stored = StoredConfig::load(&home.config_file())?;
     stored.sources.retain(|s| s.name != name);
     stored.sources.push(cfg);

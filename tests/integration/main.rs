@@ -8,6 +8,7 @@ mod changes;
 mod cli;
 mod common;
 mod errors;
+mod exports;
 mod recordings;
 mod repl;
 mod requests;

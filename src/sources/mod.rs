@@ -1,14 +1,17 @@
-//! The user's other tools: a file (table `NAME` in the default schema, so `FROM hr` works) or a
-//! folder of files (schema `NAME`, one table per file) of CSV / JSON / NDJSON / Parquet exports.
-//! Files are read when queried, so they are always as fresh as the export.
+//! The user's other tools: a file (table `NAME` in the default schema, so `FROM hr` works; a
+//! workbook of several sheets is schema `NAME` with a table per sheet) or a folder of files
+//! (schema `NAME`, one table per file) of CSV / JSON / NDJSON / Parquet / Excel exports. CSV and
+//! Parquet are read from disk when queried, so they are always as fresh as the export; JSON and
+//! workbooks are loaded when connected ([`readers`]).
 
-use std::io::Read;
+pub mod readers;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use datafusion::catalog::MemorySchemaProvider;
 use datafusion::common::TableReference;
-use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionContext};
+use datafusion::prelude::SessionContext;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{ComputedTable, text_batch, text_schema};
@@ -33,6 +36,8 @@ pub struct SourceStatus {
     /// Qualified table names (`hr`, `inventory.laptops`).
     pub tables: Vec<String>,
     pub error: Option<SourceError>,
+    /// What the user should know (renamed or widened columns, JSON loaded into memory).
+    pub notes: Vec<String>,
 }
 
 /// Names that cannot be a source: they are schemas of jcsql's own (connections' schemas too).
@@ -65,75 +70,59 @@ pub fn validate_name(name: &str, taken: &[String]) -> Result<(), SourceError> {
     Ok(())
 }
 
-fn is_data_file(p: &Path) -> bool {
-    matches!(
-        p.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref(),
-        Some("csv" | "json" | "ndjson" | "jsonl" | "parquet")
-    )
-}
-
-/// Registers one file as `table`, choosing the reader by extension (and, for `.json`, by
-/// whether the file is a JSON array or one object per line).
-async fn register_file(ctx: &SessionContext, table: TableReference, path: &Path) -> Result<(), SourceError> {
-    let shown = path.display().to_string();
-    std::fs::metadata(path).map_err(|e| SourceError::Unreadable { path: shown.clone(), reason: e.to_string() })?;
-    let location = path.to_string_lossy().into_owned();
-    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).unwrap_or_default();
-    let ext_with_dot = format!(".{}", path.extension().and_then(|e| e.to_str()).unwrap_or_default());
-    let result = match ext.as_str() {
-        "csv" => ctx.register_csv(table, &location, CsvReadOptions::new().file_extension(&ext_with_dot)).await,
-        "parquet" => {
-            ctx.register_parquet(table, &location, ParquetReadOptions::default().file_extension(&ext_with_dot)).await
-        }
-        "json" if starts_with_bracket(path) => return register_json_array(ctx, table, path),
-        "json" | "ndjson" | "jsonl" => {
-            let opts =
-                datafusion::datasource::file_format::options::JsonReadOptions::default().file_extension(&ext_with_dot);
-            ctx.register_json(table, &location, opts).await
-        }
-        _ => return Err(SourceError::UnknownFormat { path: shown }),
+/// Registers what one file holds: its only table as `table`, or, for a workbook of several
+/// sheets, a table per sheet in `schema` named `prefix` + the sheet.
+async fn register_file(
+    ctx: &SessionContext,
+    path: &Path,
+    single: TableReference,
+    sheets: (&str, &str),
+    max_json_bytes: u64,
+    status: &mut SourceStatus,
+) -> Result<(), SourceError> {
+    let read = readers::read_file(ctx, path, max_json_bytes).await?;
+    status.notes.extend(read.notes);
+    let register = |name: TableReference, provider| {
+        ctx.register_table(name, provider)
+            .map(|_| ())
+            .map_err(|e| SourceError::Read { path: path.display().to_string(), reason: e.to_string() })
     };
-    result.map_err(|e| SourceError::Read { path: shown, reason: user_message(&e) })
-}
-
-/// A JSON array file (as most tools export), decoded into memory: DataFusion's own reader
-/// wants one object per line.
-fn register_json_array(ctx: &SessionContext, table: TableReference, path: &Path) -> Result<(), SourceError> {
-    use datafusion::arrow::json::ReaderBuilder;
-    use datafusion::arrow::json::reader::infer_json_schema_from_iterator;
-    let shown = path.display().to_string();
-    let read = |e: &dyn std::fmt::Display| SourceError::Read { path: shown.clone(), reason: e.to_string() };
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| SourceError::Unreadable { path: shown.clone(), reason: e.to_string() })?;
-    let rows: Vec<serde_json::Value> =
-        serde_json::from_str(&text).map_err(|e| SourceError::BadJson { path: shown.clone(), reason: e.to_string() })?;
-    if !rows.iter().all(serde_json::Value::is_object) {
-        return Err(SourceError::NotRows { path: shown });
+    for (sheet, provider) in read.tables {
+        match sheet {
+            None => {
+                status.tables.push(single.to_string());
+                register(single.clone(), provider)?;
+            }
+            Some(sheet) => {
+                let (schema, prefix) = sheets;
+                ensure_schema(ctx, schema);
+                let name = format!("{prefix}{}", table_name_for(Path::new(&format!("{sheet}.x"))));
+                status.tables.push(format!("{schema}.{name}"));
+                register(TableReference::partial(schema, name.as_str()), provider)?;
+            }
+        }
     }
-    let schema = Arc::new(infer_json_schema_from_iterator(rows.iter().map(Ok)).map_err(|e| read(&e))?);
-    let mut decoder = ReaderBuilder::new(schema.clone()).build_decoder().map_err(|e| read(&e))?;
-    decoder.serialize(&rows).map_err(|e| read(&e))?;
-    let batch = decoder.flush().map_err(|e| read(&e))?;
-    let table_data =
-        datafusion::datasource::MemTable::try_new(schema, vec![batch.into_iter().collect()]).map_err(|e| read(&e))?;
-    ctx.register_table(table, Arc::new(table_data)).map(|_| ()).map_err(|e| read(&e))
+    Ok(())
 }
 
-fn starts_with_bracket(path: &Path) -> bool {
-    let mut buf = [0u8; 256];
-    let n = std::fs::File::open(path).and_then(|mut f| f.read(&mut buf)).unwrap_or(0);
-    buf[..n].iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[')
+fn ensure_schema(ctx: &SessionContext, name: &str) {
+    if let Some(catalog) = ctx.catalog("datafusion")
+        && catalog.schema(name).is_none()
+    {
+        let _ = catalog.register_schema(name, Arc::new(MemorySchemaProvider::new()));
+    }
 }
 
 /// Registers a source in the engine's session; failures are kept in the status, not raised,
 /// so one broken source never stops the others.
-pub async fn register(ctx: &SessionContext, cfg: &SourceConfig, taken: &[String]) -> SourceStatus {
+pub async fn register(ctx: &SessionContext, cfg: &SourceConfig, taken: &[String], max_json_bytes: u64) -> SourceStatus {
     let mut status = SourceStatus {
         name: cfg.name.clone(),
         kind: if cfg.path.is_dir() { "folder" } else { "file" },
         path: cfg.path.clone(),
         tables: Vec::new(),
         error: None,
+        notes: Vec::new(),
     };
     if let Err(e) = validate_name(&cfg.name, taken) {
         status.error = Some(e);
@@ -141,7 +130,7 @@ pub async fn register(ctx: &SessionContext, cfg: &SourceConfig, taken: &[String]
     }
     if cfg.path.is_dir() {
         let mut files: Vec<PathBuf> = match std::fs::read_dir(&cfg.path) {
-            Ok(rd) => rd.flatten().map(|e| e.path()).filter(|p| p.is_file() && is_data_file(p)).collect(),
+            Ok(rd) => rd.flatten().map(|e| e.path()).filter(|p| p.is_file() && readers::is_data_file(p)).collect(),
             Err(e) => {
                 status.error =
                     Some(SourceError::Unreadable { path: cfg.path.display().to_string(), reason: e.to_string() });
@@ -149,17 +138,14 @@ pub async fn register(ctx: &SessionContext, cfg: &SourceConfig, taken: &[String]
             }
         };
         files.sort();
-        if let Some(catalog) = ctx.catalog("datafusion")
-            && catalog.schema(&cfg.name).is_none()
-        {
-            let _ = catalog.register_schema(&cfg.name, Arc::new(MemorySchemaProvider::new()));
-        }
+        ensure_schema(ctx, &cfg.name);
         let mut errors = Vec::new();
         for f in files {
             let table = table_name_for(&f);
-            match register_file(ctx, TableReference::partial(cfg.name.as_str(), table.as_str()), &f).await {
-                Ok(()) => status.tables.push(format!("{}.{table}", cfg.name)),
-                Err(e) => errors.push(e),
+            let single = TableReference::partial(cfg.name.as_str(), table.as_str());
+            let prefix = format!("{table}_");
+            if let Err(e) = register_file(ctx, &f, single, (&cfg.name, &prefix), max_json_bytes, &mut status).await {
+                errors.push(e);
             }
         }
         status.tables.sort();
@@ -172,9 +158,9 @@ pub async fn register(ctx: &SessionContext, cfg: &SourceConfig, taken: &[String]
             _ => Some(SourceError::Several(errors)),
         };
     } else {
-        match register_file(ctx, TableReference::bare(cfg.name.as_str()), &cfg.path).await {
-            Ok(()) => status.tables.push(cfg.name.clone()),
-            Err(e) => status.error = Some(e),
+        let single = TableReference::bare(cfg.name.as_str());
+        if let Err(e) = register_file(ctx, &cfg.path, single, (&cfg.name, ""), max_json_bytes, &mut status).await {
+            status.error = Some(e);
         }
     }
     status
