@@ -390,12 +390,15 @@ fn read_json(path: &Path) -> Result<(Arc<dyn TableProvider>, Vec<String>), Sourc
         fields.push(Field::new(name, dt, true));
         columns.push(array);
     }
+    Ok((in_memory(fields, columns, &shown)?, notes))
+}
+
+/// Columns built in memory as one table.
+fn in_memory(fields: Vec<Field>, columns: Vec<ArrayRef>, shown: &str) -> Result<Arc<dyn TableProvider>, SourceError> {
+    let fail = |e: &dyn std::fmt::Display| SourceError::Read { path: shown.to_string(), reason: e.to_string() };
     let schema = Arc::new(Schema::new(fields));
-    let batch = RecordBatch::try_new(schema.clone(), columns)
-        .map_err(|e| SourceError::Read { path: shown.clone(), reason: e.to_string() })?;
-    let table = MemTable::try_new(schema, vec![vec![batch]])
-        .map_err(|e| SourceError::Read { path: shown, reason: e.to_string() })?;
-    Ok((Arc::new(table), notes))
+    let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|e| fail(&e))?;
+    Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]]).map_err(|e| fail(&e))?))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -427,12 +430,7 @@ fn read_workbook(path: &Path) -> Result<FileTables, SourceError> {
             fields.push(Field::new(name, dt, true));
             columns.push(array);
         }
-        let schema = Arc::new(Schema::new(fields));
-        let batch = RecordBatch::try_new(schema.clone(), columns)
-            .map_err(|e| SourceError::Read { path: shown.clone(), reason: e.to_string() })?;
-        let table = MemTable::try_new(schema, vec![vec![batch]])
-            .map_err(|e| SourceError::Read { path: shown.clone(), reason: e.to_string() })?;
-        tables.push((Some(sheet), Arc::new(table) as Arc<dyn TableProvider>));
+        tables.push((Some(sheet), in_memory(fields, columns, &shown)?));
     }
     if tables.is_empty() {
         return Err(SourceError::Empty { path: shown });
