@@ -496,3 +496,135 @@ pub fn changes_schema(conn: &Arc<Connection>, default: bool) -> (String, Arc<dyn
     let name = if default { "changes".to_string() } else { format!("{}_changes", conn.name) };
     (name, Arc::new(schema))
 }
+
+/// `jumpcloud_all.TABLE`: every org's TABLE with a leading `org` column. `WHERE org = …` /
+/// `IN (…)` fetches only those orgs; at most 8 orgs are fetched at once (all under the key's one
+/// limiter). An org that fails is left out with a warning, and the others still answer.
+#[derive(Debug)]
+pub struct OrgUnionTable {
+    schema: SchemaRef,
+    /// (org name, its connection, its table)
+    members: Vec<(String, Arc<Connection>, Arc<CachedTable>)>,
+}
+
+/// Orgs fetched at once for a union query.
+const ORGS_AT_ONCE: usize = 8;
+
+impl OrgUnionTable {
+    pub fn new(members: Vec<(String, Arc<Connection>, Arc<CachedTable>)>) -> Option<Self> {
+        let first = members.first()?;
+        let mut fields = vec![Arc::new(Field::new("org", DataType::Utf8, false))];
+        fields.extend(first.2.schema().fields().iter().cloned());
+        Some(OrgUnionTable { schema: Arc::new(Schema::new(fields)), members })
+    }
+
+    fn wanted_orgs(filters: &[Expr]) -> Option<Vec<String>> {
+        filters.iter().find_map(|f| parent_filter_values(f, "org"))
+    }
+}
+
+#[async_trait]
+impl TableProvider for OrgUnionTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(filters
+            .iter()
+            .map(|f| {
+                if parent_filter_values(f, "org").is_some() {
+                    TableProviderFilterPushDown::Inexact
+                } else {
+                    TableProviderFilterPushDown::Unsupported
+                }
+            })
+            .collect())
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        use futures::StreamExt;
+        let wanted = Self::wanted_orgs(filters);
+        let members: Vec<(String, Arc<Connection>, Arc<CachedTable>)> =
+            self.members.iter().filter(|(org, ..)| wanted.as_ref().is_none_or(|w| w.contains(org))).cloned().collect();
+        let fetched: Vec<(String, std::result::Result<Arc<crate::cache::Snapshot>, crate::error::JcsqlError>)> =
+            futures::stream::iter(members)
+                .map(|(org, conn, table)| async move {
+                    let snapshot = conn.snapshot_for_query(&table).await;
+                    (org, snapshot)
+                })
+                .buffer_unordered(ORGS_AT_ONCE)
+                .collect()
+                .await;
+        let mut batches = Vec::new();
+        for (org, result) in fetched {
+            let snapshot = match result {
+                Ok(s) => s,
+                Err(e) => {
+                    if let Some((_, conn, _)) = self.members.iter().find(|(o, ..)| *o == org) {
+                        conn.observer().warning(&format!("org {org} is left out: {e}"));
+                    }
+                    continue;
+                }
+            };
+            for b in &snapshot.batches {
+                let mut cols: Vec<ArrayRef> = vec![Arc::new(StringArray::from(vec![org.as_str(); b.num_rows()]))];
+                cols.extend(b.columns().iter().cloned());
+                batches.push(RecordBatch::try_new(self.schema.clone(), cols)?);
+            }
+        }
+        let exec = MemorySourceConfig::try_new(&[batches], self.schema(), projection.cloned())?;
+        let exec = if filters.is_empty() { exec.with_limit(limit) } else { exec };
+        Ok(datafusion::datasource::memory::DataSourceExec::from_data_source(exec))
+    }
+}
+
+/// An org for `jcsql.orgs`: name, org id, display name, its connection.
+pub type OrgEntry = (String, String, Option<String>, Arc<Connection>);
+
+/// `jcsql.orgs`: each org (name, org_id, display_name), how many of its tables are fresh, and
+/// the last error any of its tables met.
+pub fn orgs_meta(orgs: Vec<OrgEntry>) -> ComputedTable {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("name", DataType::Utf8, false),
+        Field::new("org_id", DataType::Utf8, false),
+        Field::new("display_name", DataType::Utf8, true),
+        Field::new("tables_fresh", DataType::Int64, false),
+        Field::new("error", DataType::Utf8, true),
+    ]));
+    ComputedTable::new(schema.clone(), move || {
+        let now = chrono::Utc::now().timestamp_micros();
+        let mut fresh = Int64Builder::new();
+        let mut error = StringBuilder::new();
+        for (_, _, _, conn) in &orgs {
+            let n = conn
+                .tables()
+                .iter()
+                .filter(|t| t.current().0.age_seconds(now).is_some_and(|a| a < conn.max_age(t).as_secs_f64()))
+                .count();
+            fresh.append_value(n as i64);
+            error.append_option(conn.tables().iter().find_map(|t| t.status().error));
+        }
+        let text = |f: &dyn Fn(&OrgEntry) -> Option<String>| -> ArrayRef {
+            Arc::new(StringArray::from(orgs.iter().map(f).collect::<Vec<_>>()))
+        };
+        let cols: Vec<ArrayRef> = vec![
+            text(&|o| Some(o.0.clone())),
+            text(&|o| Some(o.1.clone())),
+            text(&|o| o.2.clone()),
+            Arc::new(fresh.finish()),
+            Arc::new(error.finish()),
+        ];
+        Ok(RecordBatch::try_new(schema.clone(), cols)?)
+    })
+}

@@ -8,9 +8,11 @@ use std::sync::{Arc, RwLock};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{CatalogProvider, MemorySchemaProvider, SchemaProvider};
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::ViewTable;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SQLOptions;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::actions::{self, Actions, Call, CallResult, Permissions, StatementPlan};
@@ -23,6 +25,24 @@ use crate::sources::{self, SourceConfig, SourceStatus};
 
 pub const META_SCHEMA: &str = "jcsql";
 const CATALOG: &str = "datafusion";
+
+/// An org a multi-tenant key reaches: schema `jumpcloud_NAME`, same key, its `x-org-id`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OrgOptions {
+    pub name: String,
+    pub org_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+}
+
+impl OrgOptions {
+    pub fn schema(&self) -> String {
+        format!("{}_{}", crate::jumpcloud::DEFAULT_SCHEMA, self.name)
+    }
+}
+
+/// The schema that unions every org's tables, with a leading `org` column.
+pub const ALL_ORGS_SCHEMA: &str = "jumpcloud_all";
 
 /// One more JumpCloud connection (another org): its schema name and client.
 #[derive(Debug, Clone)]
@@ -39,6 +59,9 @@ pub struct EngineOptions {
     pub client: Option<ClientConfig>,
     /// Further JumpCloud connections, each a schema of its own.
     pub connections: Vec<ConnectionOptions>,
+    /// The orgs of the default key (`jcsql orgs discover`): schemas `jumpcloud_NAME` and the
+    /// union `jumpcloud_all`.
+    pub orgs: Vec<OrgOptions>,
     /// Where snapshots are kept (a folder per connection below it); `None` keeps them in memory.
     pub cache_dir: Option<PathBuf>,
     pub freshness: Freshness,
@@ -75,23 +98,22 @@ fn registration(e: impl std::fmt::Display) -> JcsqlError {
 
 impl Engine {
     pub async fn new(options: EngineOptions) -> Result<Engine> {
-        let mut specs =
-            vec![ConnectionOptions { name: crate::jumpcloud::DEFAULT_SCHEMA.into(), client: options.client }];
-        specs.extend(options.connections);
+        let mut names = vec![crate::jumpcloud::DEFAULT_SCHEMA.to_string()];
+        let mut clients: Vec<Option<JumpCloudClient>> = vec![options.client.map(JumpCloudClient::new).transpose()?];
+        for spec in options.connections {
+            names.push(spec.name);
+            clients.push(spec.client.map(JumpCloudClient::new).transpose()?);
+        }
+        // The orgs of a multi-tenant key: one connection each, sharing the key's one limiter.
+        for org in &options.orgs {
+            names.push(org.schema());
+            clients.push(clients[0].as_ref().map(|c| c.for_org(&org.org_id)));
+        }
         let mut connections = Vec::new();
-        let mut default_client = None;
-        for spec in specs {
-            let client = spec.client.map(JumpCloudClient::new).transpose()?;
-            if connections.is_empty() {
-                default_client = client.clone();
-            }
-            let dir = options.cache_dir.as_ref().map(|d| cache_dir(d, &spec.name));
-            connections.push(Arc::new(crate::jumpcloud::connection(
-                &spec.name,
-                client,
-                dir.as_deref(),
-                options.freshness,
-            )));
+        for (name, client) in names.iter().zip(&clients) {
+            let dir = options.cache_dir.as_ref().map(|d| cache_dir(d, name));
+            let conn = crate::jumpcloud::connection(name, client.clone(), dir.as_deref(), options.freshness);
+            connections.push(Arc::new(conn));
         }
 
         let config =
@@ -100,12 +122,8 @@ impl Engine {
         datafusion_functions_json::register_all(&mut ctx).map_err(registration)?;
         let catalog = ctx.catalog(CATALOG).ok_or_else(|| registration("the default catalog is missing"))?;
 
-        let actions = Arc::new(Actions::new(
-            connections[0].clone(),
-            default_client,
-            options.permissions.clone(),
-            options.audit_log.clone(),
-        ));
+        let targets = connections.iter().cloned().zip(clients.iter().cloned()).collect();
+        let actions = Arc::new(Actions::new(targets, options.permissions.clone(), options.audit_log.clone()));
         // Without a statement's plan the action functions only plan (boards are checked with them).
         for udf in actions.udfs(None) {
             ctx.register_udf(udf);
@@ -129,6 +147,32 @@ impl Engine {
             register_connection(&ctx, catalog.as_ref(), conn).await?;
             let (name, changes) = crate::catalog::changes_schema(conn, i == 0);
             catalog.register_schema(&name, changes).map_err(registration)?;
+        }
+        // Many orgs: `jumpcloud_all` unions them, `jcsql.orgs` lists them.
+        let org_connections: Vec<(OrgOptions, Arc<Connection>)> = options
+            .orgs
+            .iter()
+            .filter_map(|o| Some((o.clone(), connections.iter().find(|c| c.name == o.schema())?.clone())))
+            .collect();
+        if !org_connections.is_empty() {
+            let all = MemorySchemaProvider::new();
+            for def in crate::jumpcloud::tables::all_tables() {
+                let members = org_connections
+                    .iter()
+                    .filter_map(|(o, c)| Some((o.name.clone(), c.clone(), c.table(def.name).ok()?.clone())))
+                    .collect();
+                if let Some(union) = crate::catalog::OrgUnionTable::new(members) {
+                    all.register_table(def.name.to_string(), Arc::new(union)).map_err(registration)?;
+                }
+            }
+            catalog.register_schema(ALL_ORGS_SCHEMA, Arc::new(all)).map_err(registration)?;
+        }
+        let orgs_list = org_connections
+            .iter()
+            .map(|(o, c)| (o.name.clone(), o.org_id.clone(), o.display_name.clone(), c.clone()))
+            .collect();
+        if let Some(meta) = catalog.schema(META_SCHEMA) {
+            meta.register_table("orgs".into(), Arc::new(crate::catalog::orgs_meta(orgs_list))).map_err(registration)?;
         }
         let max_json_bytes = options.max_json_bytes.unwrap_or(sources::readers::DEFAULT_MAX_JSON_BYTES);
         Ok(Engine { ctx, connections, boards, boards_dir: RwLock::new(None), sources, actions, max_json_bytes })
@@ -230,7 +274,7 @@ impl Engine {
                 "actions run in queries (SELECT …), not in views or other statements".into(),
             ))
         })?;
-        let statement = Arc::new(StatementPlan::default());
+        let statement = Arc::new(StatementPlan::on(self.action_target(&plan)?));
         let ctx = SessionContext::new_with_state(self.ctx.state());
         for udf in self.actions.udfs(Some(statement.clone())) {
             ctx.register_udf(udf);
@@ -240,6 +284,39 @@ impl Engine {
         let batches = df.collect().await?;
         let planned = statement.planned(&actions::planned_numbers(&batches));
         Ok(Executed { schema, batches, called, planned })
+    }
+
+    /// The connection a statement's actions act on: the one org schema it reads (the default
+    /// connection when it reads none). Reading `jumpcloud_all`, or two orgs, is refused.
+    fn action_target(&self, plan: &LogicalPlan) -> std::result::Result<usize, DataFusionError> {
+        let mut schemas = std::collections::BTreeSet::new();
+        let _ = plan.apply_with_subqueries(|node| {
+            if let LogicalPlan::TableScan(scan) = node
+                && let Some(schema) = scan.table_name.schema()
+            {
+                schemas.insert(schema.to_string());
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+        let org_schemas = || {
+            let names: Vec<&str> = self.connections.iter().skip(1).map(|c| c.name.as_str()).collect();
+            if names.is_empty() { self.connections[0].name.clone() } else { names.join(", ") }
+        };
+        if schemas.contains(ALL_ORGS_SCHEMA) {
+            let e = JcsqlError::ActionsNeedOneOrg { reads: ALL_ORGS_SCHEMA.into(), schemas: org_schemas() };
+            return Err(e.into());
+        }
+        let read: Vec<usize> =
+            (0..self.connections.len()).filter(|&i| schemas.contains(&self.connections[i].name)).collect();
+        match read.as_slice() {
+            [] => Ok(0),
+            [one] => Ok(*one),
+            several => {
+                let reads =
+                    several.iter().map(|&i| self.connections[i].name.as_str()).collect::<Vec<_>>().join(" and ");
+                Err(JcsqlError::ActionsNeedOneOrg { reads, schemas: org_schemas() }.into())
+            }
+        }
     }
 
     /// Applies planned calls (after the user confirmed them).

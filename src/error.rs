@@ -57,6 +57,11 @@ pub enum JcsqlError {
     #[error("{action} is refused: jcsql is read-only; allow actions with `jcsql permissions disable read_only`")]
     ReadOnly { action: String },
 
+    #[error(
+        "actions change one org at a time, and this statement reads {reads}; run it on one org's schema ({schemas})"
+    )]
+    ActionsNeedOneOrg { reads: String, schemas: String },
+
     #[error("unknown action {name}; the actions are: {known}")]
     UnknownAction { name: String, known: String },
 

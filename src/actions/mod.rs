@@ -198,6 +198,8 @@ pub struct Arg {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Call {
     pub action: &'static str,
+    /// Which of the engine's connections (orgs) it acts on; 0 is the default one.
+    pub connection: usize,
     pub args: Vec<Arg>,
 }
 
@@ -256,16 +258,27 @@ pub struct CallResult {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AuditEntry {
     pub at: String,
+    /// The schema (org) the call acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
     pub action: String,
     pub inputs: Value,
     pub outcome: String,
     pub http_status: Option<u16>,
 }
 
-/// The calls one statement recorded, numbered from 1 in the order they were first seen.
+/// The calls one statement recorded, numbered from 1 in the order they were first seen, all
+/// on one connection (the org whose schema the statement reads).
 #[derive(Default)]
 pub struct StatementPlan {
     recorded: Mutex<(Vec<Call>, HashMap<Call, usize>)>,
+    pub connection: usize,
+}
+
+impl StatementPlan {
+    pub fn on(connection: usize) -> Self {
+        StatementPlan { connection, ..Default::default() }
+    }
 }
 
 impl StatementPlan {
@@ -287,17 +300,17 @@ impl StatementPlan {
     }
 }
 
-/// Permissions, the connection the actions read and write, and the audit log.
+/// Permissions, the connections (orgs) actions read and write with their clients, and the
+/// audit log.
 pub struct Actions {
-    conn: Arc<Connection>,
-    client: Option<JumpCloudClient>,
+    targets: Vec<(Arc<Connection>, Option<JumpCloudClient>)>,
     permissions: RwLock<Permissions>,
     audit_log: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Actions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Actions").field("connection", &self.conn.name).finish()
+        f.debug_struct("Actions").field("connections", &self.targets.len()).finish()
     }
 }
 
@@ -425,13 +438,17 @@ impl Directory {
 }
 
 impl Actions {
+    /// `targets`: each connection actions may act on, with the client that writes to it.
     pub fn new(
-        conn: Arc<Connection>,
-        client: Option<JumpCloudClient>,
+        targets: Vec<(Arc<Connection>, Option<JumpCloudClient>)>,
         permissions: Permissions,
         audit_log: Option<PathBuf>,
     ) -> Self {
-        Actions { conn, client, permissions: RwLock::new(permissions), audit_log }
+        Actions { targets, permissions: RwLock::new(permissions), audit_log }
+    }
+
+    fn target(&self, i: usize) -> Result<&(Arc<Connection>, Option<JumpCloudClient>), JcsqlError> {
+        self.targets.get(i).ok_or_else(|| JcsqlError::Config(format!("no connection number {i}")))
     }
 
     pub fn permissions(&self) -> Permissions {
@@ -469,7 +486,7 @@ impl Actions {
         };
         let needs_directory = def.inputs.iter().any(|i| i.kind != InputKind::Text);
         let directory = if needs_directory {
-            Directory::load(&self.conn).await?
+            Directory::load(&self.target(plan.connection)?.0).await?
         } else {
             Directory { users: HashMap::new(), groups: HashMap::new() }
         };
@@ -478,7 +495,9 @@ impl Actions {
             let resolved: Result<Vec<Arg>, String> =
                 def.inputs.iter().enumerate().map(|(k, input)| directory.resolve(input, arg(k, i))).collect();
             out.push(match resolved {
-                Ok(args) => format!("planned #{}", plan.record(Call { action: def.name, args })),
+                Ok(args) => {
+                    format!("planned #{}", plan.record(Call { action: def.name, connection: plan.connection, args }))
+                }
                 Err(status) => status,
             });
         }
@@ -502,8 +521,10 @@ impl Actions {
     }
 
     async fn apply_one(&self, def: &ActionDef, call: &Call) -> (String, Option<u16>) {
-        let Some(client) = &self.client else {
-            return (format!("error: {}", JcsqlError::NotConnected), None);
+        let client = match self.target(call.connection) {
+            Ok((_, Some(client))) => client,
+            Ok((_, None)) => return (format!("error: {}", JcsqlError::NotConnected), None),
+            Err(e) => return (format!("error: {e}"), None),
         };
         if let Some(check) = &def.check {
             match client.get_object(&(check.path)(call)).await {
@@ -529,7 +550,7 @@ impl Actions {
             Some((_, outcome)) => {
                 if (200..300).contains(&response.status) {
                     for patch in (def.patch)(call, response.body.as_ref()) {
-                        if let Err(e) = self.patch(&patch) {
+                        if let Err(e) = self.patch(call.connection, &patch) {
                             tracing::warn!("cannot patch the cache after {}: {e}", call.describe());
                         }
                     }
@@ -543,11 +564,11 @@ impl Actions {
     }
 
     /// Applies one change to a cached table, in memory and on disk.
-    fn patch(&self, patch: &Patch) -> Result<(), JcsqlError> {
+    fn patch(&self, connection: usize, patch: &Patch) -> Result<(), JcsqlError> {
         let name = match patch {
             Patch::Append { table, .. } | Patch::Remove { table, .. } | Patch::Replace { table, .. } => *table,
         };
-        let table = self.conn.table(name)?;
+        let table = self.target(connection)?.0.table(name)?;
         let def = table.def;
         let cache_err = |e: &dyn std::fmt::Display| JcsqlError::Cache(e.to_string());
         let keep_rows = |b: &RecordBatch, drop: &dyn Fn(usize) -> bool| {
@@ -591,6 +612,7 @@ impl Actions {
         let Some(path) = &self.audit_log else { return };
         let entry = AuditEntry {
             at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            schema: self.targets.get(call.connection).map(|(c, _)| c.name.clone()),
             action: call.action.to_string(),
             inputs: call.inputs_json(),
             outcome: outcome.to_string(),

@@ -76,6 +76,36 @@ pub struct StoredConfig {
     /// Which actions may run (`jcsql permissions`).
     #[serde(default)]
     pub permissions: crate::actions::Permissions,
+    /// The orgs a multi-tenant key reaches (`jcsql orgs discover`), by name.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub orgs: std::collections::BTreeMap<String, OrgSettings>,
+}
+
+/// `[orgs.NAME]`: one org of a multi-tenant key.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct OrgSettings {
+    pub org_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+}
+
+/// A schema-friendly name for an org: `Acme Corp` → `acme_corp`; no name → `org_` and the end
+/// of its id.
+pub fn org_slug(display_name: Option<&str>, org_id: &str) -> String {
+    let mut out = String::new();
+    for c in display_name.unwrap_or_default().chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('_') && !out.is_empty() {
+            out.push('_');
+        }
+    }
+    let out = out.trim_end_matches('_').to_string();
+    if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
+        format!("org_{}", &org_id[org_id.len().saturating_sub(6)..])
+    } else {
+        out
+    }
 }
 
 impl StoredConfig {

@@ -93,12 +93,28 @@ pub enum Command {
         /// Seed of the org generator
         #[arg(long, default_value_t = DEMO_SEED)]
         seed: u64,
+        /// Simulate a multi-tenant key reaching this many orgs (schemas jumpcloud_NAME, jumpcloud_all)
+        #[arg(long, default_value_t = 1)]
+        orgs: usize,
     },
     /// Fetch tables now (all when none is named)
     Sync {
         /// Tables to fetch, e.g. users or jumpcloud.devices
         tables: Vec<String>,
+        /// Fetch these orgs (names from `jcsql orgs`) instead of the default one
+        #[arg(long = "org", value_name = "NAME")]
+        orgs: Vec<String>,
+        /// Fetch every org the key reaches
+        #[arg(long)]
+        all_orgs: bool,
     },
+    /// List the orgs of a multi-tenant key, or find them (`jcsql orgs discover`)
+    Orgs {
+        #[command(subcommand)]
+        command: Option<OrgsCommand>,
+    },
+    /// Write every cached table as Hive-partitioned Parquet: DIR/org=NAME/table=TABLE/part-0.parquet
+    Export { dir: PathBuf },
     /// Connect a data source
     Connect {
         #[command(subcommand)]
@@ -136,7 +152,16 @@ pub enum Command {
         /// Requests per second before answering 429
         #[arg(long)]
         rate_limit: Option<f64>,
+        /// Orgs the key reaches (more than one: a multi-tenant key, x-org-id required)
+        #[arg(long, default_value_t = 1)]
+        orgs: usize,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrgsCommand {
+    /// Ask JumpCloud which orgs the key reaches and store them in the config
+    Discover,
 }
 
 #[derive(Debug, Subcommand)]
@@ -215,8 +240,8 @@ async fn dispatch(cli: Cli) -> Result<u8, JcsqlError> {
             let (engine, _) = engine_from_settings(&home, &g).await?;
             run_front_end(&engine, &g, &home).await
         }
-        Some(Command::Demo { users, seed }) => {
-            let demo = Demo::start(users, seed, &g).await?;
+        Some(Command::Demo { users, seed, orgs }) => {
+            let demo = Demo::start_orgs(users, seed, orgs, &g).await?;
             let home = Home::from_env().unwrap_or_else(|_| Home::at(demo.dir.path()));
             if !g.quiet && g.commands.is_empty() && g.files.is_empty() && std::io::stdin().is_terminal() {
                 eprintln!(
@@ -227,10 +252,38 @@ async fn dispatch(cli: Cli) -> Result<u8, JcsqlError> {
             }
             run_front_end(&demo.engine, &g, &home).await
         }
-        Some(Command::Sync { tables }) => {
+        Some(Command::Sync { tables, orgs, all_orgs }) => {
+            let home = Home::from_env()?;
+            let (engine, stored) = engine_from_settings(&home, &g).await?;
+            if orgs.is_empty() && !all_orgs {
+                return sync(&engine, &tables, &g).await;
+            }
+            let chosen: Vec<String> = if all_orgs { stored.orgs.keys().cloned().collect() } else { orgs };
+            if chosen.is_empty() {
+                return Err(JcsqlError::Config("no orgs are known yet; run `jcsql orgs discover` first".into()));
+            }
+            let mut code = EXIT_OK;
+            for name in chosen {
+                let schema = format!("{}_{name}", crate::jumpcloud::DEFAULT_SCHEMA);
+                let Some(conn) = engine.connections().iter().find(|c| c.name == schema) else {
+                    let known = stored.orgs.keys().cloned().collect::<Vec<_>>().join(", ");
+                    return Err(JcsqlError::Config(format!("no org named {name}; the orgs are: {known}")));
+                };
+                if !g.quiet {
+                    eprintln!("org {name}:");
+                }
+                code = code.max(sync_connection(conn, &tables, &g).await?);
+            }
+            Ok(code)
+        }
+        Some(Command::Orgs { command }) => {
+            let home = Home::from_env()?;
+            orgs_command(&home, command, &g).await
+        }
+        Some(Command::Export { dir }) => {
             let home = Home::from_env()?;
             let (engine, _) = engine_from_settings(&home, &g).await?;
-            sync(&engine, &tables, &g).await
+            export(&engine, &dir, &g)
         }
         Some(Command::Connect { target: ConnectTarget::Jumpcloud { api_key_stdin, api_url, org_id } }) => {
             let home = Home::from_env()?;
@@ -260,8 +313,9 @@ async fn dispatch(cli: Cli) -> Result<u8, JcsqlError> {
             let (engine, _) = engine_from_settings(&home, &g).await?;
             workspace::fields_command(&engine, &table, &g).await
         }
-        Some(Command::Simulate { port, api_key, users, seed, latency_ms, fail_rate, rate_limit }) => {
+        Some(Command::Simulate { port, api_key, users, seed, latency_ms, fail_rate, rate_limit, orgs }) => {
             let mut cfg = SimulatorConfig::new(users, seed);
+            cfg.orgs = orgs.max(1);
             cfg.port = port;
             cfg.api_key = api_key;
             cfg.latency = Duration::from_millis(latency_ms);
@@ -291,7 +345,14 @@ pub struct Demo {
 
 impl Demo {
     pub async fn start(users: usize, seed: u64, g: &GlobalArgs) -> Result<Demo, JcsqlError> {
-        let simulator = Simulator::start(SimulatorConfig::new(users, seed))
+        Self::start_orgs(users, seed, 1, g).await
+    }
+
+    /// The demo with a multi-tenant key reaching `orgs` orgs (the first is `jumpcloud`).
+    pub async fn start_orgs(users: usize, seed: u64, orgs: usize, g: &GlobalArgs) -> Result<Demo, JcsqlError> {
+        let mut config = SimulatorConfig::new(users, seed);
+        config.orgs = orgs.max(1);
+        let simulator = Simulator::start(config)
             .await
             .map_err(|e| JcsqlError::Config(format!("cannot start the demo simulator: {e}")))?;
         let dir = tempfile::Builder::new()
@@ -303,12 +364,15 @@ impl Demo {
         if let Some(n) = g.max_in_flight {
             client.max_in_flight = n;
         }
+        let org_list = if orgs > 1 { discover(&client).await? } else { Vec::new() };
+        client.org_id = org_list.first().map(|o| o.org_id.clone());
         let freshness = freshness_from(g, None)?;
         let engine = Engine::new(EngineOptions {
             client: Some(client),
             cache_dir: Some(dir.path().to_path_buf()),
             freshness,
             audit_log: Some(dir.path().join("audit.jsonl")),
+            orgs: org_list,
             ..Default::default()
         })
         .await?;
@@ -392,7 +456,21 @@ async fn engine_with_key(
         .filter(|u| !u.trim().is_empty())
         .or(settings.api_url.clone())
         .unwrap_or_else(|| DEFAULT_BASE_URL.to_string());
-    let org = std::env::var("JUMPCLOUD_ORG_ID").ok().filter(|o| !o.trim().is_empty()).or(settings.org_id.clone());
+    // The default org: JUMPCLOUD_ORG_ID, else the stored one, else the first discovered org.
+    let org = std::env::var("JUMPCLOUD_ORG_ID")
+        .ok()
+        .filter(|o| !o.trim().is_empty())
+        .or(settings.org_id.clone())
+        .or_else(|| stored.orgs.values().next().map(|o| o.org_id.clone()));
+    let orgs: Vec<crate::engine::OrgOptions> = stored
+        .orgs
+        .iter()
+        .map(|(name, o)| crate::engine::OrgOptions {
+            name: name.clone(),
+            org_id: o.org_id.clone(),
+            display_name: o.display_name.clone(),
+        })
+        .collect();
     let events_window = events_window(Some(&settings))?;
     let client = key.map(|k| {
         let mut c = ClientConfig::new(url, ApiKey::new(k));
@@ -414,6 +492,7 @@ async fn engine_with_key(
         permissions: stored.permissions.clone(),
         audit_log: Some(home.audit_log()),
         max_json_bytes: max_json_bytes()?,
+        orgs,
         ..Default::default()
     })
     .await?;
@@ -497,7 +576,14 @@ pub async fn print_query(engine: &Engine, sql: &str, format: Format, maxrows: Op
 
 /// `jcsql sync`: fetch now, with progress on stderr and a summary table on stdout.
 async fn sync(engine: &Engine, tables: &[String], g: &GlobalArgs) -> Result<u8, JcsqlError> {
-    let conn = engine.connection();
+    sync_connection(engine.connection(), tables, g).await
+}
+
+async fn sync_connection(
+    conn: &crate::connection::Connection,
+    tables: &[String],
+    g: &GlobalArgs,
+) -> Result<u8, JcsqlError> {
     if !conn.is_connected() {
         return Err(JcsqlError::NotConnected);
     }
@@ -605,6 +691,121 @@ async fn connect_jumpcloud(
     let stored_key = stored.jumpcloud.as_ref().and_then(|s| s.api_key.clone());
     let (engine, _) = engine_with_key(home, g, stored_key).await?;
     sync(&engine, &[], g).await
+}
+
+/// The orgs a key reaches, with schema-friendly names (repeated names get `_2`).
+async fn discover(client: &ClientConfig) -> Result<Vec<crate::engine::OrgOptions>, JcsqlError> {
+    let client = crate::jumpcloud::client::JumpCloudClient::new(client.clone())?;
+    let mut out: Vec<crate::engine::OrgOptions> = Vec::new();
+    for (org_id, display_name) in client.organizations().await? {
+        let base = config::org_slug(display_name.as_deref(), &org_id);
+        let mut name = base.clone();
+        let mut n = 2;
+        while out.iter().any(|o| o.name == name) {
+            name = format!("{base}_{n}");
+            n += 1;
+        }
+        out.push(crate::engine::OrgOptions { name, org_id, display_name });
+    }
+    Ok(out)
+}
+
+/// `jcsql orgs` lists the stored orgs; `jcsql orgs discover` asks JumpCloud and stores them.
+async fn orgs_command(home: &Home, command: Option<OrgsCommand>, g: &GlobalArgs) -> Result<u8, JcsqlError> {
+    let mut stored = StoredConfig::load(&home.config_file())?;
+    if let Some(OrgsCommand::Discover) = command {
+        let settings = stored.jumpcloud.clone().unwrap_or_default();
+        let key = std::env::var("JUMPCLOUD_API_KEY").ok().filter(|k| !k.trim().is_empty()).or(settings.api_key.clone());
+        let url = std::env::var("JUMPCLOUD_API_URL")
+            .ok()
+            .filter(|u| !u.trim().is_empty())
+            .or(settings.api_url.clone())
+            .unwrap_or_else(|| DEFAULT_BASE_URL.to_string());
+        let key = key.ok_or(JcsqlError::NotConnected)?;
+        let found = discover(&ClientConfig::new(url, ApiKey::new(key))).await?;
+        stored.orgs = found
+            .iter()
+            .map(|o| {
+                (o.name.clone(), config::OrgSettings { org_id: o.org_id.clone(), display_name: o.display_name.clone() })
+            })
+            .collect();
+        stored.save(&home.config_file())?;
+        if !g.quiet {
+            eprintln!(
+                "found {}; query them as jumpcloud_NAME.TABLE, or all at once as jumpcloud_all.TABLE",
+                plural(found.len(), "org")
+            );
+        }
+    }
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("name", DataType::Utf8, false),
+        Field::new("schema", DataType::Utf8, false),
+        Field::new("org_id", DataType::Utf8, false),
+        Field::new("display_name", DataType::Utf8, true),
+    ]));
+    let orgs: Vec<(&String, &config::OrgSettings)> = stored.orgs.iter().collect();
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(orgs.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>())),
+        Arc::new(StringArray::from(orgs.iter().map(|(n, _)| format!("jumpcloud_{n}")).collect::<Vec<_>>())),
+        Arc::new(StringArray::from(orgs.iter().map(|(_, o)| o.org_id.as_str()).collect::<Vec<_>>())),
+        Arc::new(StringArray::from(orgs.iter().map(|(_, o)| o.display_name.clone()).collect::<Vec<_>>())),
+    ];
+    let batch = RecordBatch::try_new(schema, cols).map_err(|e| JcsqlError::Config(e.to_string()))?;
+    let format = g.format.unwrap_or(if std::io::stdout().is_terminal() { Format::Table } else { Format::Csv });
+    print_result(format, &batch.schema(), &[batch], None)?;
+    Ok(EXIT_OK)
+}
+
+/// `jcsql export DIR`: every cached table of every connection as Hive-partitioned Parquet,
+/// `DIR/org=NAME/table=TABLE/part-0.parquet`. With orgs discovered, the default connection is
+/// one of them and is not written twice; alone, it is `org=default`.
+fn export(engine: &Engine, dir: &std::path::Path, g: &GlobalArgs) -> Result<u8, JcsqlError> {
+    let mut written = 0;
+    let has_orgs = engine.connections().iter().any(|c| c.name.starts_with("jumpcloud_"));
+    for conn in engine.connections() {
+        let org = match conn.name.strip_prefix("jumpcloud_") {
+            Some(org) => org,
+            None if has_orgs => continue,
+            None => "default",
+        };
+        for t in conn.tables() {
+            let (snap, _) = t.current();
+            if snap.meta.is_none() {
+                continue;
+            }
+            let folder = dir.join(format!("org={org}")).join(format!("table={}", t.def.name));
+            let path = folder.join("part-0.parquet");
+            let fail = |e: &dyn std::fmt::Display| JcsqlError::File {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            };
+            std::fs::create_dir_all(&folder).map_err(|e| fail(&e))?;
+            let file = std::fs::File::create(&path).map_err(|e| fail(&e))?;
+            let schema = t.def.schema();
+            let plain = Arc::new(Schema::new(
+                schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.as_ref().clone().with_metadata(Default::default()))
+                    .collect::<Vec<_>>(),
+            ));
+            let mut writer =
+                datafusion::parquet::arrow::ArrowWriter::try_new(file, plain.clone(), None).map_err(|e| fail(&e))?;
+            for b in &snap.batches {
+                let b = RecordBatch::try_new(plain.clone(), b.columns().to_vec()).map_err(|e| fail(&e))?;
+                writer.write(&b).map_err(|e| fail(&e))?;
+            }
+            writer.close().map_err(|e| fail(&e))?;
+            written += 1;
+        }
+    }
+    if !g.quiet {
+        eprintln!("wrote {} to {}", plural(written, "table"), dir.display());
+    }
+    if written == 0 {
+        return Err(JcsqlError::Config("nothing is cached yet; run `jcsql sync` (or `--all-orgs`) first".into()));
+    }
+    Ok(EXIT_OK)
 }
 
 /// `jcsql permissions [enable|disable ACTION]`: changes the config file, then shows the table.

@@ -491,6 +491,38 @@ impl JumpCloudClient {
         Ok(PageOf { page: decoded, rows, total: page.total, bytes: page.body.len() as u64, attempts: page.attempts })
     }
 
+    /// The same key on another org (`x-org-id`), sharing this client's limiter: every org of
+    /// a multi-tenant key counts against the one key's requests in flight.
+    pub fn for_org(&self, org_id: &str) -> JumpCloudClient {
+        let mut cfg = (*self.cfg).clone();
+        cfg.org_id = Some(org_id.to_string());
+        JumpCloudClient { cfg: Arc::new(cfg), ..self.clone() }
+    }
+
+    /// The orgs the key reaches (`GET /api/organizations`, sent without `x-org-id`): id and
+    /// display name (which may be null).
+    pub async fn organizations(&self) -> Result<Vec<(String, Option<String>)>> {
+        let mut out = Vec::new();
+        let mut skip = 0;
+        loop {
+            let query = [("limit", PAGE_SIZE.to_string()), ("skip", skip.to_string())];
+            let page = self.get("/organizations", &query).await?;
+            let body: Value = serde_json::from_slice(&page.body)
+                .map_err(|e| JcsqlError::Decode { what: "GET /api/organizations".into(), reason: e.to_string() })?;
+            let results = body["results"].as_array().cloned().unwrap_or_default();
+            for r in &results {
+                if let Some(id) = r["_id"].as_str().or_else(|| r["id"].as_str()) {
+                    out.push((id.to_string(), r["displayName"].as_str().map(str::to_string)));
+                }
+            }
+            let total = body["totalCount"].as_u64().unwrap_or(0);
+            skip += results.len() as u64;
+            if results.is_empty() || skip >= total {
+                return Ok(out);
+            }
+        }
+    }
+
     /// One cheap request that proves the key (and org id) work.
     pub async fn validate(&self) -> Result<()> {
         self.v1_page("/systemusers", 0, 1, &CountRecords).await.map(|_| ())

@@ -9,6 +9,7 @@ mod cli;
 mod common;
 mod errors;
 mod exports;
+mod orgs;
 mod recordings;
 mod repl;
 mod requests;

@@ -40,6 +40,9 @@ pub struct SimulatorConfig {
     pub rate_limit: Option<f64>,
     /// The most events a Directory Insights page holds (`X-Limit`); JumpCloud's is 10,000.
     pub events_page_limit: usize,
+    /// Orgs the key reaches. With more than one, the simulator is multi-tenant: every request
+    /// but `/api/organizations` and `/api/users` must name its org in `x-org-id`.
+    pub orgs: usize,
 }
 
 impl SimulatorConfig {
@@ -52,6 +55,7 @@ impl SimulatorConfig {
             fail_rate: 0.0,
             rate_limit: None,
             events_page_limit: 10_000,
+            orgs: 1,
         }
     }
 }
@@ -77,10 +81,13 @@ pub struct RequestRecord {
     pub status: u16,
     /// The JSON body of a POST or PUT.
     pub body: Option<String>,
+    /// The `x-org-id` header, when sent.
+    pub org_id: Option<String>,
 }
 
 struct Shared {
-    org: RwLock<Org>,
+    /// One directory per org; the first is the default.
+    orgs: Vec<RwLock<Org>>,
     config: SimulatorConfig,
     faults: RwLock<Vec<(String, Fault)>>,
     /// Requests each `StatusAfter` fault has let through.
@@ -117,12 +124,31 @@ impl Simulator {
         Self::start_with_org(config, org).await
     }
 
+    /// Serves `org` first, then the other orgs `config.orgs` asks for (each generated from its
+    /// own seed).
     pub async fn start_with_org(config: SimulatorConfig, org: Org) -> std::io::Result<Simulator> {
+        let name = |i: usize| {
+            let round = i / ORG_NAMES.len();
+            let base = ORG_NAMES[i % ORG_NAMES.len()];
+            Some(if round == 0 { base.to_string() } else { format!("{base} {}", round + 1) })
+        };
+        let mut first = org;
+        if config.orgs > 1 {
+            first.display_name = name(0);
+        }
+        let mut orgs = vec![RwLock::new(first)];
+        for i in 1..config.orgs.max(1) {
+            let mut spec = config.org.clone();
+            spec.seed = spec.seed.wrapping_add(i as u64 * 7919);
+            let mut extra = Org::generate(&spec);
+            extra.display_name = name(i);
+            orgs.push(RwLock::new(extra));
+        }
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.port)).await?;
         let addr = listener.local_addr()?;
         let capacity = config.rate_limit.unwrap_or(0.0);
         let shared = Arc::new(Shared {
-            org: RwLock::new(org),
+            orgs,
             config,
             faults: RwLock::new(Vec::new()),
             fault_hits: AtomicU64::new(0),
@@ -154,14 +180,24 @@ impl Simulator {
         &self.shared.config.api_key
     }
 
-    /// A copy of the org as it is now (writes included).
+    /// A copy of the (first) org as it is now (writes included).
     pub fn org(&self) -> Org {
-        self.shared.org.read().map(|o| o.clone()).unwrap_or_else(|e| e.into_inner().clone())
+        self.org_at(0)
+    }
+
+    /// A copy of org `i` (in `/api/organizations` order).
+    pub fn org_at(&self, i: usize) -> Org {
+        let o = &self.shared.orgs[i.min(self.shared.orgs.len() - 1)];
+        o.read().map(|o| o.clone()).unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    pub fn org_count(&self) -> usize {
+        self.shared.orgs.len()
     }
 
     /// Runs `f` on the org without copying it.
     pub fn with_org<T>(&self, f: impl FnOnce(&Org) -> T) -> T {
-        match self.shared.org.read() {
+        match self.shared.orgs[0].read() {
             Ok(o) => f(&o),
             Err(e) => f(&e.into_inner()),
         }
@@ -169,7 +205,7 @@ impl Simulator {
 
     /// Changes the org in place, as if someone changed it in the Admin Portal.
     pub fn with_org_mut<T>(&self, f: impl FnOnce(&mut Org) -> T) -> T {
-        match self.shared.org.write() {
+        match self.shared.orgs[0].write() {
             Ok(mut o) => f(&mut o),
             Err(e) => f(&mut e.into_inner()),
         }
@@ -226,6 +262,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/api/systemusers", get(list_users))
         .route("/api/systemusers/{id}", get(get_user).put(update_user))
         .route("/api/users", get(list_admins))
+        .route("/api/organizations", get(list_organizations))
         .route("/api/v2/systemgroups", get(list_device_groups))
         .route("/api/v2/systemgroups/{id}/members", get(device_group_members))
         .route("/api/v2/policies", get(list_policies))
@@ -297,6 +334,7 @@ async fn gatekeeper(State(shared): State<Arc<Shared>>, headers: HeaderMap, req: 
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or_default().to_string();
+    let org_id = headers.get("x-org-id").and_then(|v| v.to_str().ok()).map(str::to_string);
     // Writes and Directory Insights queries carry their meaning in the body: keep it for the log.
     let (req, body) = if method == "POST" || method == "PUT" {
         let (parts, body) = req.into_parts();
@@ -312,30 +350,46 @@ async fn gatekeeper(State(shared): State<Arc<Shared>>, headers: HeaderMap, req: 
     }
     let resp = gate(&shared, &headers, &path, req, next).await;
     if let Ok(mut log) = shared.log.lock() {
-        log.push(RequestRecord { method, path, query, status: resp.status().as_u16(), body });
+        log.push(RequestRecord { method, path, query, status: resp.status().as_u16(), body, org_id });
     }
     resp
 }
 
-async fn gate(shared: &Shared, headers: &HeaderMap, path: &str, req: Request, next: Next) -> Response {
+async fn gate(shared: &Shared, headers: &HeaderMap, path: &str, mut req: Request, next: Next) -> Response {
     let cfg = &shared.config;
     let key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
     if key != Some(cfg.api_key.as_str()) {
         return error(StatusCode::UNAUTHORIZED, "Unauthorized");
     }
-    if let Some(org) = headers.get("x-org-id").and_then(|v| v.to_str().ok()) {
-        // The administrators list belongs to the key, not to an org.
-        if path == "/api/users" {
+    // The organizations and administrators lists belong to the key, not to an org.
+    let key_level = path == "/api/users" || path == "/api/organizations";
+    let multi_tenant = shared.orgs.len() > 1;
+    let index = match headers.get("x-org-id").and_then(|v| v.to_str().ok()) {
+        Some(_) if key_level => {
             return error(StatusCode::FORBIDDEN, "Forbidden: organization selection not allowed via header");
         }
-        if !is_object_id(org) {
+        Some(org) if !is_object_id(org) => {
             return error(StatusCode::BAD_REQUEST, "Bad Request: invalid x-org-id header");
         }
-        let ours = shared.org.read().map(|o| o.org_id.clone()).unwrap_or_default();
-        if org != ours {
-            return error(StatusCode::NOT_FOUND, "Not Found: organization not found");
+        Some(org) => {
+            let found = shared.orgs.iter().position(|o| o.read().map(|o| o.org_id == org).unwrap_or(false));
+            match found {
+                Some(i) => i,
+                None if multi_tenant => {
+                    return error(StatusCode::FORBIDDEN, "Forbidden: this key cannot reach that organization");
+                }
+                None => return error(StatusCode::NOT_FOUND, "Not Found: organization not found"),
+            }
         }
-    }
+        None if multi_tenant && !key_level => {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "Unauthorized: a multi-tenant key must name its organization in x-org-id",
+            );
+        }
+        None => 0,
+    };
+    req.extensions_mut().insert(OrgIndex(index));
     if let Some(rps) = cfg.rate_limit.filter(|r| *r > 0.0)
         && let Some(wait) = take_token(shared, rps)
     {
@@ -484,16 +538,71 @@ fn v2_page<I, T: Serialize>(
     }
 }
 
-fn read_org(shared: &Shared) -> std::sync::RwLockReadGuard<'_, Org> {
-    shared.org.read().unwrap_or_else(|e| e.into_inner())
+/// The org a request is for (chosen from `x-org-id` by the gate).
+#[derive(Debug, Clone, Copy)]
+struct OrgIndex(usize);
+
+/// A handler's view of the simulator: the shared state and the request's org.
+struct Tenant {
+    shared: Arc<Shared>,
+    index: usize,
 }
 
-async fn list_users(State(s): State<Arc<Shared>>, Query(p): Query<Paging>) -> Response {
-    v1_page(&read_org(&s).users, &p)
+impl axum::extract::FromRequestParts<Arc<Shared>> for Tenant {
+    type Rejection = Response;
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &Arc<Shared>,
+    ) -> Result<Self, Self::Rejection> {
+        let index = parts.extensions.get::<OrgIndex>().map_or(0, |o| o.0);
+        Ok(Tenant { shared: state.clone(), index })
+    }
 }
 
-async fn get_user(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
-    let org = read_org(&s);
+impl Tenant {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Org> {
+        self.shared.orgs[self.index].read().unwrap_or_else(|e| e.into_inner())
+    }
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Org> {
+        self.shared.orgs[self.index].write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Display names of the generated orgs after the first.
+const ORG_NAMES: &[&str] = &[
+    "Acme Corp",
+    "Globex",
+    "Initech",
+    "Umbrella Health",
+    "Stark Logistics",
+    "Wayne Foods",
+    "Hooli",
+    "Vandelay Imports",
+    "Soylent Labs",
+    "Cyberdyne",
+    "Tyrell Retail",
+    "Wonka Sweets",
+];
+
+/// `GET /api/organizations`: the orgs the key reaches (v1 envelope).
+async fn list_organizations(State(s): State<Arc<Shared>>, Query(p): Query<Paging>) -> Response {
+    let orgs: Vec<Value> = s
+        .orgs
+        .iter()
+        .map(|o| {
+            let o = o.read().unwrap_or_else(|e| e.into_inner());
+            json!({"_id": o.org_id, "id": o.org_id, "displayName": o.display_name, "logoUrl": null, "created": o.created})
+        })
+        .collect();
+    v1_page(&orgs, &p)
+}
+
+async fn list_users(t: Tenant, Query(p): Query<Paging>) -> Response {
+    v1_page(&t.read().users, &p)
+}
+
+async fn get_user(t: Tenant, Path(id): Path<String>) -> Response {
+    let org = t.read();
     match find(&org.user_index, &id) {
         Ok(u) => json_response(StatusCode::OK, serde_json::to_string(&org.users[u]).unwrap_or_default(), None),
         Err(r) => r,
@@ -502,7 +611,7 @@ async fn get_user(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Respo
 
 /// `PUT /systemusers/{id}`: jcsql's actions send `{"suspended": true|false}`; the answer is the
 /// user as it now is (`systemuserreturn`).
-async fn update_user(State(s): State<Arc<Shared>>, Path(id): Path<String>, body: axum::body::Bytes) -> Response {
+async fn update_user(t: Tenant, Path(id): Path<String>, body: axum::body::Bytes) -> Response {
     if let Some(r) = invalid_id(&id) {
         return r;
     }
@@ -510,7 +619,7 @@ async fn update_user(State(s): State<Arc<Shared>>, Path(id): Path<String>, body:
         Ok(v) => v,
         Err(r) => return r,
     };
-    let mut org = s.org.write().unwrap_or_else(|e| e.into_inner());
+    let mut org = t.write();
     let Some(&u) = org.user_index.get(&id) else {
         return error(StatusCode::NOT_FOUND, "Not Found");
     };
@@ -531,16 +640,16 @@ async fn update_user(State(s): State<Arc<Shared>>, Path(id): Path<String>, body:
     json_response(StatusCode::OK, serde_json::to_string(&org.users[u]).unwrap_or_default(), None)
 }
 
-async fn list_devices(State(s): State<Arc<Shared>>, Query(p): Query<Paging>) -> Response {
-    v1_page(&read_org(&s).devices, &p)
+async fn list_devices(t: Tenant, Query(p): Query<Paging>) -> Response {
+    v1_page(&t.read().devices, &p)
 }
 
-async fn list_applications(State(s): State<Arc<Shared>>, Query(p): Query<Paging>) -> Response {
-    v1_page(&read_org(&s).applications, &p)
+async fn list_applications(t: Tenant, Query(p): Query<Paging>) -> Response {
+    v1_page(&t.read().applications, &p)
 }
 
-async fn list_groups(State(s): State<Arc<Shared>>, Query(p): Query<Paging>) -> Response {
-    let org = read_org(&s);
+async fn list_groups(t: Tenant, Query(p): Query<Paging>) -> Response {
+    let org = t.read();
     v2_page(org.groups.len(), org.groups.iter(), |g| g, &p)
 }
 
@@ -572,8 +681,8 @@ fn position_of<'a>(id: &str, mut ids: impl Iterator<Item = &'a String>) -> Resul
     ids.position(|x| x == id).ok_or_else(|| error(StatusCode::NOT_FOUND, "Not Found"))
 }
 
-async fn group_members(State(s): State<Arc<Shared>>, Path(id): Path<String>, Query(p): Query<Paging>) -> Response {
-    let org = read_org(&s);
+async fn group_members(t: Tenant, Path(id): Path<String>, Query(p): Query<Paging>) -> Response {
+    let org = t.read();
     let g = match find(&org.group_index, &id) {
         Ok(i) => i,
         Err(r) => return r,
@@ -589,12 +698,8 @@ fn targets_error(allowed: &str) -> Response {
     )
 }
 
-async fn device_associations(
-    State(s): State<Arc<Shared>>,
-    Path(id): Path<String>,
-    Query(p): Query<Paging>,
-) -> Response {
-    let org = read_org(&s);
+async fn device_associations(t: Tenant, Path(id): Path<String>, Query(p): Query<Paging>) -> Response {
+    let org = t.read();
     let d = match find(&org.device_index, &id) {
         Ok(i) => i,
         Err(r) => return r,
@@ -618,12 +723,8 @@ async fn device_associations(
     }
 }
 
-async fn application_associations(
-    State(s): State<Arc<Shared>>,
-    Path(id): Path<String>,
-    Query(p): Query<Paging>,
-) -> Response {
-    let org = read_org(&s);
+async fn application_associations(t: Tenant, Path(id): Path<String>, Query(p): Query<Paging>) -> Response {
+    let org = t.read();
     let a = match find(&org.app_index, &id) {
         Ok(i) => i,
         Err(r) => return r,
@@ -649,7 +750,7 @@ fn body_json(bytes: &[u8]) -> Result<Value, Response> {
         .ok_or_else(|| error(StatusCode::BAD_REQUEST, "Bad Request: body must be a JSON object"))
 }
 
-async fn create_group(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
+async fn create_group(t: Tenant, body: axum::body::Bytes) -> Response {
     let v = match body_json(&body) {
         Ok(v) => v,
         Err(r) => return r,
@@ -658,7 +759,7 @@ async fn create_group(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> 
         return error(StatusCode::BAD_REQUEST, "Bad Request: name is required");
     };
     let description = v.get("description").and_then(Value::as_str).unwrap_or_default();
-    let mut org = s.org.write().unwrap_or_else(|e| e.into_inner());
+    let mut org = t.write();
     let Some(g) = org.create_group(name, description).cloned() else {
         return error(StatusCode::CONFLICT, "Already Exists");
     };
@@ -673,7 +774,7 @@ async fn create_group(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> 
     json_response(StatusCode::CREATED, serde_json::to_string(&g).unwrap_or_default(), None)
 }
 
-async fn change_member(State(s): State<Arc<Shared>>, Path(id): Path<String>, body: axum::body::Bytes) -> Response {
+async fn change_member(t: Tenant, Path(id): Path<String>, body: axum::body::Bytes) -> Response {
     if let Some(r) = invalid_id(&id) {
         return r;
     }
@@ -689,7 +790,7 @@ async fn change_member(State(s): State<Arc<Shared>>, Path(id): Path<String>, bod
     if kind != "user" {
         return error(StatusCode::BAD_REQUEST, "Bad Request: type must be user");
     }
-    let mut org = s.org.write().unwrap_or_else(|e| e.into_inner());
+    let mut org = t.write();
     let (Some(&g), Some(&u)) = (org.group_index.get(&id), org.user_index.get(user_id)) else {
         return error(StatusCode::NOT_FOUND, "Not Found");
     };
@@ -718,21 +819,17 @@ async fn change_member(State(s): State<Arc<Shared>>, Path(id): Path<String>, bod
     }
 }
 
-async fn list_admins(State(s): State<Arc<Shared>>, Query(p): Query<Paging>) -> Response {
-    v1_page(&read_org(&s).audit.admins, &p)
+async fn list_admins(t: Tenant, Query(p): Query<Paging>) -> Response {
+    v1_page(&t.read().audit.admins, &p)
 }
 
-async fn list_device_groups(State(s): State<Arc<Shared>>, Query(p): Query<Paging>) -> Response {
-    let org = read_org(&s);
+async fn list_device_groups(t: Tenant, Query(p): Query<Paging>) -> Response {
+    let org = t.read();
     v2_page(org.audit.device_groups.len(), org.audit.device_groups.iter(), |g| g, &p)
 }
 
-async fn device_group_members(
-    State(s): State<Arc<Shared>>,
-    Path(id): Path<String>,
-    Query(p): Query<Paging>,
-) -> Response {
-    let org = read_org(&s);
+async fn device_group_members(t: Tenant, Path(id): Path<String>, Query(p): Query<Paging>) -> Response {
+    let org = t.read();
     let g = match position_of(&id, org.audit.device_groups.iter().map(|g| &g.id)) {
         Ok(g) => g,
         Err(r) => return r,
@@ -741,13 +838,13 @@ async fn device_group_members(
     v2_page(members.len(), members.iter(), |&d| edge(&org.devices[d].id, "system", Value::Null), &p)
 }
 
-async fn list_policies(State(s): State<Arc<Shared>>, Query(p): Query<Paging>) -> Response {
-    let org = read_org(&s);
+async fn list_policies(t: Tenant, Query(p): Query<Paging>) -> Response {
+    let org = t.read();
     v2_page(org.audit.policies.len(), org.audit.policies.iter(), |p| p, &p)
 }
 
-async fn policy_statuses(State(s): State<Arc<Shared>>, Path(id): Path<String>, Query(p): Query<Paging>) -> Response {
-    let org = read_org(&s);
+async fn policy_statuses(t: Tenant, Path(id): Path<String>, Query(p): Query<Paging>) -> Response {
+    let org = t.read();
     let i = match position_of(&id, org.audit.policies.iter().map(|p| &p.id)) {
         Ok(i) => i,
         Err(r) => return r,
@@ -759,7 +856,7 @@ async fn policy_statuses(State(s): State<Arc<Shared>>, Path(id): Path<String>, Q
 /// `POST /insights/directory/v1/events`: `service` and `start_time` required; `end_time`,
 /// `search_term` (`and` / `or` of `{field: value or [values]}`), `sort` (ASC default), `limit`
 /// (1,000 default, at most 10,000) and `search_after` (the last page's `X-Search_after`).
-async fn query_events(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
+async fn query_events(t: Tenant, body: axum::body::Bytes) -> Response {
     let q = match body_json(&body) {
         Ok(v) => v,
         Err(r) => return r,
@@ -777,7 +874,7 @@ async fn query_events(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> 
         return error(StatusCode::BAD_REQUEST, "Bad Request: end_time must be in RFC3339 format");
     }
     let limit = q.get("limit").and_then(Value::as_u64).filter(|l| (1..=10_000).contains(l)).unwrap_or(1000) as usize;
-    let limit = limit.min(s.config.events_page_limit.max(1));
+    let limit = limit.min(t.shared.config.events_page_limit.max(1));
     let descending = q.get("sort").and_then(Value::as_str).is_some_and(|s| s.eq_ignore_ascii_case("desc"));
     let after: Option<(i64, String)> = q
         .get("search_after")
@@ -802,7 +899,7 @@ async fn query_events(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> 
             },
         }
     };
-    let org = read_org(&s);
+    let org = t.read();
     let in_range = org.audit.events_between(start.timestamp_millis(), end.map(|e| e.timestamp_millis()));
     let wanted = |e: &&audit::Event| {
         (services.contains(&"all") || services.iter().any(|s| e.body["service"] == *s)) && matches_term(&e.body)

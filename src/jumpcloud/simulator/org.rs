@@ -260,6 +260,9 @@ pub type Sudo = Option<(bool, bool)>;
 #[derive(Debug, Clone)]
 pub struct Org {
     pub org_id: String,
+    /// As `/api/organizations` lists it (`null` for the first, as the recorded live org has).
+    pub display_name: Option<String>,
+    pub created: String,
     pub users: Vec<User>,
     pub groups: Vec<UserGroup>,
     pub devices: Vec<Device>,
@@ -726,6 +729,8 @@ impl Org {
         let index =
             |ids: Vec<&String>| ids.into_iter().enumerate().map(|(i, id)| (id.clone(), i)).collect::<HashMap<_, _>>();
         let mut org = Org {
+            display_name: None,
+            created: iso(now_ms - 900 * MS_PER_DAY),
             user_index: index(users.iter().map(|u| &u.id).collect()),
             group_index: index(groups.iter().map(|g| &g.id).collect()),
             device_index: index(devices.iter().map(|d| &d.id).collect()),
