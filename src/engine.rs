@@ -100,6 +100,7 @@ impl Engine {
     pub async fn new(options: EngineOptions) -> Result<Engine> {
         let mut names = vec![crate::jumpcloud::DEFAULT_SCHEMA.to_string()];
         let mut clients: Vec<Option<JumpCloudClient>> = vec![options.client.map(JumpCloudClient::new).transpose()?];
+        let first_org = 1 + options.connections.len();
         for spec in options.connections {
             names.push(spec.name);
             clients.push(spec.client.map(JumpCloudClient::new).transpose()?);
@@ -114,6 +115,19 @@ impl Engine {
             let dir = options.cache_dir.as_ref().map(|d| cache_dir(d, name));
             let conn = crate::jumpcloud::connection(name, client.clone(), dir.as_deref(), options.freshness);
             connections.push(Arc::new(conn));
+        }
+        // The default org, when it is one of the orgs, is that org's connection under both
+        // schemas: one cache and one fetch, not two.
+        let default_org = clients[0].as_ref().and_then(|c| c.config().org_id.clone());
+        if let Some(k) = default_org.and_then(|id| options.orgs.iter().position(|o| o.org_id == id)) {
+            connections[0] = connections[first_org + k].clone();
+            clients[0] = clients[first_org + k].clone();
+        }
+        let mut unique: Vec<Arc<Connection>> = Vec::new();
+        for c in &connections {
+            if !unique.iter().any(|u| Arc::ptr_eq(u, c)) {
+                unique.push(c.clone());
+            }
         }
 
         let config =
@@ -132,7 +146,7 @@ impl Engine {
         let sources: Arc<RwLock<Vec<SourceStatus>>> = Arc::default();
         let meta = Arc::new(MemorySchemaProvider::new());
         let meta_tables = [
-            ("tables", tables_meta(connections.clone())),
+            ("tables", tables_meta(unique)),
             ("boards", boards::meta_table(boards.clone())),
             ("sources", sources::meta_table(sources.clone())),
             ("action_log", actions::action_log_meta(actions.clone())),
@@ -144,7 +158,8 @@ impl Engine {
         catalog.register_schema(META_SCHEMA, meta).map_err(registration)?;
         catalog.register_schema(boards::SCHEMA, Arc::new(MemorySchemaProvider::new())).map_err(registration)?;
         for (i, conn) in connections.iter().enumerate() {
-            register_connection(&ctx, catalog.as_ref(), conn).await?;
+            let schema = if i == 0 { crate::jumpcloud::DEFAULT_SCHEMA } else { conn.name.as_str() };
+            register_connection(&ctx, catalog.as_ref(), conn, schema).await?;
             let (name, changes) = crate::catalog::changes_schema(conn, i == 0);
             catalog.register_schema(&name, changes).map_err(registration)?;
         }
@@ -185,6 +200,11 @@ impl Engine {
     /// The default connection (schema `jumpcloud`).
     pub fn connection(&self) -> &Arc<Connection> {
         &self.connections[0]
+    }
+
+    /// The connection behind a schema (`jumpcloud` is the default one, whatever its name).
+    pub fn schema_connection(&self, schema: &str) -> Option<&Arc<Connection>> {
+        schema_connection(&self.connections, schema)
     }
 
     pub fn connections(&self) -> &[Arc<Connection>] {
@@ -306,8 +326,16 @@ impl Engine {
             let e = JcsqlError::ActionsNeedOneOrg { reads: ALL_ORGS_SCHEMA.into(), schemas: org_schemas() };
             return Err(e.into());
         }
-        let read: Vec<usize> =
-            (0..self.connections.len()).filter(|&i| schemas.contains(&self.connections[i].name)).collect();
+        // The distinct connections the statement reads (the default one may have two names).
+        let mut read: Vec<usize> = Vec::new();
+        for schema in &schemas {
+            if let Some(conn) = self.schema_connection(schema)
+                && let Some(i) = self.connections.iter().position(|c| Arc::ptr_eq(c, conn))
+                && !read.contains(&i)
+            {
+                read.push(i);
+            }
+        }
         match read.as_slice() {
             [] => Ok(0),
             [one] => Ok(*one),
@@ -330,16 +358,17 @@ impl Engine {
     }
 }
 
-/// A connection's schema: its tables and its views (planned against its own schema name).
+/// A connection's tables and views as schema `name` (its views read the schema they are in).
 async fn register_connection(
     ctx: &SessionContext,
     catalog: &dyn CatalogProvider,
     conn: &Arc<Connection>,
+    name: &str,
 ) -> Result<()> {
     let schema = Arc::new(ConnectionSchema::new(conn));
-    catalog.register_schema(&conn.name, schema.clone()).map_err(registration)?;
+    catalog.register_schema(name, schema.clone()).map_err(registration)?;
     for view in conn.views {
-        let sql = view.sql_for(&conn.name);
+        let sql = view.sql_for(name);
         let plan = ctx
             .state()
             .create_logical_plan(&sql)
@@ -348,4 +377,12 @@ async fn register_connection(
         schema.add_view(view.name, Arc::new(ViewTable::new(plan, Some(sql))));
     }
     Ok(())
+}
+
+/// The connection behind `schema` among `connections` (the first is the default, `jumpcloud`).
+pub fn schema_connection<'a>(connections: &'a [Arc<Connection>], schema: &str) -> Option<&'a Arc<Connection>> {
+    if schema == crate::jumpcloud::DEFAULT_SCHEMA {
+        return connections.first();
+    }
+    connections.iter().find(|c| c.name == schema)
 }

@@ -592,11 +592,11 @@ pub async fn schema_batch(engine: &Engine, table: &str) -> Result<RecordBatch, S
     // A connection's table is described by its definition; other tools' primary field is found
     // from the data.
     let def = table.split_once('.').and_then(|(schema, name)| {
-        let conn = engine.connections().iter().find(|c| c.name == schema)?;
+        let conn = engine.schema_connection(schema)?;
         conn.definitions.iter().find(|d| d.name == name)
     });
     let view = table.split_once('.').and_then(|(schema, name)| {
-        let conn = engine.connections().iter().find(|c| c.name == schema)?;
+        let conn = engine.schema_connection(schema)?;
         conn.views.iter().find(|v| v.name == name)
     });
     let found_primary =

@@ -253,7 +253,7 @@ pub async fn joinable_fields(
     // Relations the definitions declare, when the table is a connection's.
     let mut out: Vec<JoinableField> = Vec::new();
     if let Some((schema, short)) = qualified.split_once('.')
-        && let Some(conn) = connections.iter().find(|c| c.name == schema)
+        && let Some(conn) = crate::engine::schema_connection(connections, schema)
     {
         out.extend(relations_of(short, conn.definitions, conn.views).into_iter().map(|r| JoinableField {
             column: r.column,
@@ -322,8 +322,9 @@ pub async fn qualify(ctx: &SessionContext, connections: &[Arc<Connection>], tabl
     if ctx.table_provider(table).await.is_ok() {
         return Some(table.to_string());
     }
-    for c in connections {
-        let q = format!("{}.{table}", c.name);
+    for (i, c) in connections.iter().enumerate() {
+        let schema = if i == 0 { crate::jumpcloud::DEFAULT_SCHEMA } else { c.name.as_str() };
+        let q = format!("{schema}.{table}");
         if ctx.table_provider(q.as_str()).await.is_ok() {
             return Some(q);
         }

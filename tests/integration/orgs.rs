@@ -52,6 +52,12 @@ async fn each_org_is_a_schema_and_jumpcloud_all_is_every_org() {
     assert_eq!(count(&e, "select count(*) from jumpcloud_all.user_group_members").await, total);
     let per_org = strings(&e, "select org, count(*) from jumpcloud_all.users group by org order by org").await;
     assert_eq!(per_org, vec![vec!["acme_corp", "40"], vec!["globex", "40"], vec!["initech", "40"]]);
+    // The default org is the first one, under both names: one cache, one fetch.
+    sim.clear_requests();
+    assert_eq!(count(&e, "select count(*) from jumpcloud.users").await, 40);
+    assert_eq!(sim.request_count(), 0, "jumpcloud is jumpcloud_acme_corp, already fetched");
+    let tables = all_tables_len();
+    assert_eq!(count(&e, "select count(*) from jcsql.tables").await, 3 * tables);
     // Ids are each org's own.
     let globex = sim.org_at(1);
     let r = strings(&e, &format!("select org from jumpcloud_all.users where id = '{}'", globex.users[5].id)).await;
@@ -228,4 +234,8 @@ async fn a_multi_tenant_simulator_wants_an_org_and_only_its_own() {
     assert_eq!(get(None).await.expect("get").status(), 401);
     assert_eq!(get(Some("5f00000000000000000fffff")).await.expect("get").status(), 403);
     assert_eq!(get(Some(&sim.org_at(1).org_id)).await.expect("get").status(), 200);
+}
+
+fn all_tables_len() -> i64 {
+    jcsql::jumpcloud::tables::all_tables().len() as i64
 }
