@@ -274,13 +274,7 @@ async fn the_cli_applies_only_with_yes_and_permissions_persist() {
         ("JUMPCLOUD_API_URL".into(), sim.base_url()),
         ("JUMPCLOUD_API_KEY".into(), "jca_demo".into()),
     ];
-    let run = |args: Vec<&'static str>| {
-        let env = env.clone();
-        tokio::task::spawn_blocking(move || {
-            let e: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            jcsql(&args, &e, None)
-        })
-    };
+    let run = |args: Vec<&'static str>| spawn_cli(owned(&args), env.clone(), None);
     let out = run(vec!["-c", "select create_user_group('Auditors') as s"]).await.expect("join");
     assert_eq!(out.status.code(), Some(3));
     assert_eq!(text(&out.stdout), "s\nplanned #1\n");

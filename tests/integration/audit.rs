@@ -292,12 +292,8 @@ async fn a_window_longer_than_retention_is_refused() {
         ("JUMPCLOUD_API_KEY".into(), "jca_demo".into()),
         ("JCSQL_EVENTS_SINCE".into(), "120d".into()),
     ];
-    let out = tokio::task::spawn_blocking(move || {
-        let e: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        jcsql(&["-c", "select count(*) from jumpcloud.directory_events"], &e, None)
-    })
-    .await
-    .expect("join");
+    let out =
+        spawn_cli(owned(&["-c", "select count(*) from jumpcloud.directory_events"]), env, None).await.expect("join");
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         text(&out.stderr),

@@ -276,14 +276,7 @@ async fn disconnect_moves_exactly_the_boards_that_read_the_source() {
         ("JUMPCLOUD_API_URL".to_string(), sim.base_url()),
         ("JUMPCLOUD_API_KEY".to_string(), "jca_demo".to_string()),
     ];
-    let run = |args: Vec<String>, stdin: Option<String>| {
-        let env = env.clone();
-        tokio::task::spawn_blocking(move || {
-            let a: Vec<&str> = args.iter().map(String::as_str).collect();
-            let e: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            jcsql(&a, &e, stdin.as_deref())
-        })
-    };
+    let run = |args: Vec<String>, stdin: Option<String>| spawn_cli(args, env.clone(), stdin);
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     let hr_path = data.path().join("hr.csv").display().to_string();
     let assets_path = data.path().join("assets.csv").display().to_string();

@@ -155,13 +155,7 @@ async fn sync_prints_a_line_per_table_that_changed() {
         ("JUMPCLOUD_API_KEY".into(), "jca_demo".into()),
         ("JCSQL_HOME".into(), home.path().display().to_string()),
     ];
-    let run = |args: Vec<&'static str>| {
-        let env = env.clone();
-        tokio::task::spawn_blocking(move || {
-            let e: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            jcsql(&args, &e, None)
-        })
-    };
+    let run = |args: Vec<&'static str>| spawn_cli(owned(&args), env.clone(), None);
     let out = run(vec!["sync", "users", "user_groups"]).await.expect("join");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let org = sim.org();

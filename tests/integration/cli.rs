@@ -4,13 +4,7 @@ use crate::common::*;
 use jcsql::jumpcloud::simulator::{Simulator, SimulatorConfig};
 
 async fn run(args: Vec<String>, env: Vec<(String, String)>, stdin: Option<String>) -> std::process::Output {
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        jcsql(&args, &env, stdin.as_deref())
-    })
-    .await
-    .expect("joined")
+    spawn_cli(args, env, stdin).await.expect("joined")
 }
 
 fn strs(v: &[&str]) -> Vec<String> {

@@ -106,6 +106,23 @@ pub fn jcsql(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output
     child.wait_with_output().expect("jcsql finishes")
 }
 
+/// Runs the binary off the async workers (the tests' simulator keeps serving meanwhile).
+pub fn spawn_cli(
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    stdin: Option<String>,
+) -> tokio::task::JoinHandle<Output> {
+    tokio::task::spawn_blocking(move || {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        let e: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        jcsql(&a, &e, stdin.as_deref())
+    })
+}
+
+pub fn owned(args: &[&str]) -> Vec<String> {
+    args.iter().map(|a| a.to_string()).collect()
+}
+
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }

@@ -154,14 +154,7 @@ async fn empty_unreadable_and_oversized_files_are_refused_in_one_line() {
         ("JUMPCLOUD_API_KEY".into(), "jca_demo".into()),
         ("JCSQL_MAX_JSON_MB".into(), "1".into()),
     ];
-    let run = |args: Vec<String>| {
-        let env = env.clone();
-        tokio::task::spawn_blocking(move || {
-            let a: Vec<&str> = args.iter().map(String::as_str).collect();
-            let e: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            jcsql(&a, &e, None)
-        })
-    };
+    let run = |args: Vec<String>| spawn_cli(args, env.clone(), None);
     let cases = [
         (
             empty.clone(),

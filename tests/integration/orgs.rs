@@ -161,14 +161,7 @@ async fn the_cli_discovers_syncs_and_exports_hive_partitioned_parquet() {
         ("JUMPCLOUD_API_URL".into(), sim.base_url()),
         ("JUMPCLOUD_API_KEY".into(), "jca_demo".into()),
     ];
-    let run = |args: Vec<String>| {
-        let env = env.clone();
-        tokio::task::spawn_blocking(move || {
-            let a: Vec<&str> = args.iter().map(String::as_str).collect();
-            let e: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            jcsql(&a, &e, None)
-        })
-    };
+    let run = |args: Vec<String>| spawn_cli(args, env.clone(), None);
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     let out = run(s(&["orgs", "discover", "--format", "csv"])).await.expect("join");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
