@@ -204,7 +204,21 @@ impl Engine {
 
     /// The connection behind a schema (`jumpcloud` is the default one, whatever its name).
     pub fn schema_connection(&self, schema: &str) -> Option<&Arc<Connection>> {
-        schema_connection(&self.connections, schema)
+        if schema == crate::jumpcloud::DEFAULT_SCHEMA {
+            return self.connections.first();
+        }
+        self.connections.iter().find(|c| c.name == schema)
+    }
+
+    /// Every connection schema and its connection, the default (`jumpcloud`) first.
+    pub fn connection_schemas(&self) -> Vec<(String, Arc<Connection>)> {
+        self.connections
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                (if i == 0 { crate::jumpcloud::DEFAULT_SCHEMA.to_string() } else { c.name.clone() }, c.clone())
+            })
+            .collect()
     }
 
     pub fn connections(&self) -> &[Arc<Connection>] {
@@ -258,7 +272,7 @@ impl Engine {
     /// `table`'s full name: as written when the session has it, else in the first connection
     /// schema that has it (`devices` → `jumpcloud.devices`).
     pub async fn qualify(&self, table: &str) -> Option<String> {
-        sources::qualify(&self.ctx, &self.connections, table).await
+        sources::qualify(&self.ctx, &self.connection_schemas(), table).await
     }
 
     /// One line for an error: nearest tables for an unknown table, nearest columns for an
@@ -377,12 +391,4 @@ async fn register_connection(
         schema.add_view(view.name, Arc::new(ViewTable::new(plan, Some(sql))));
     }
     Ok(())
-}
-
-/// The connection behind `schema` among `connections` (the first is the default, `jumpcloud`).
-pub fn schema_connection<'a>(connections: &'a [Arc<Connection>], schema: &str) -> Option<&'a Arc<Connection>> {
-    if schema == crate::jumpcloud::DEFAULT_SCHEMA {
-        return connections.first();
-    }
-    connections.iter().find(|c| c.name == schema)
 }

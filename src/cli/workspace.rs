@@ -261,7 +261,7 @@ pub async fn disconnect(engine: &Engine, home: &Home, name: &str, g: &GlobalArgs
 
 /// `.fields TABLE` / `jcsql fields TABLE` as a result table.
 pub async fn fields_batch(engine: &Engine, table: &str) -> Result<RecordBatch, JcsqlError> {
-    let found = sources::joinable_fields(engine.context(), engine.connections(), table, &engine.sources())
+    let found = sources::joinable_fields(engine.context(), &engine.connection_schemas(), table, &engine.sources())
         .await
         .map_err(JcsqlError::Config)?;
     let schema = Arc::new(Schema::new(vec![

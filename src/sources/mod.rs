@@ -243,7 +243,7 @@ const MATCHABLE: &[&str] = &[
 /// sources whose values match one of TABLE's key columns (case-insensitively), best match first.
 pub async fn joinable_fields(
     ctx: &SessionContext,
-    connections: &[Arc<Connection>],
+    connections: &[(String, Arc<Connection>)],
     table: &str,
     sources: &[SourceStatus],
 ) -> Result<Vec<JoinableField>, String> {
@@ -253,7 +253,7 @@ pub async fn joinable_fields(
     // Relations the definitions declare, when the table is a connection's.
     let mut out: Vec<JoinableField> = Vec::new();
     if let Some((schema, short)) = qualified.split_once('.')
-        && let Some(conn) = crate::engine::schema_connection(connections, schema)
+        && let Some((_, conn)) = connections.iter().find(|(name, _)| name == schema)
     {
         out.extend(relations_of(short, conn.definitions, conn.views).into_iter().map(|r| JoinableField {
             column: r.column,
@@ -316,14 +316,13 @@ pub async fn joinable_fields(
     Ok(out)
 }
 
-/// `table` as the session knows it: as written, else in the first connection's schema that has
-/// it (`devices` → `jumpcloud.devices`).
-pub async fn qualify(ctx: &SessionContext, connections: &[Arc<Connection>], table: &str) -> Option<String> {
+/// `table` as the session knows it: as written, else in the first connection schema that has
+/// it (`devices` → `jumpcloud.devices`). `connections` are (schema, connection), default first.
+pub async fn qualify(ctx: &SessionContext, connections: &[(String, Arc<Connection>)], table: &str) -> Option<String> {
     if ctx.table_provider(table).await.is_ok() {
         return Some(table.to_string());
     }
-    for (i, c) in connections.iter().enumerate() {
-        let schema = if i == 0 { crate::jumpcloud::DEFAULT_SCHEMA } else { c.name.as_str() };
+    for (schema, _) in connections {
         let q = format!("{schema}.{table}");
         if ctx.table_provider(q.as_str()).await.is_ok() {
             return Some(q);

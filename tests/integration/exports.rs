@@ -239,8 +239,9 @@ async fn fields_finds_joins_through_flattened_and_renamed_columns() {
     write(dir.path(), "okta.ndjson", &json);
     let status = connect(e, "tools", dir.path().to_path_buf()).await;
     assert_eq!(status.tables, vec!["tools.okta", "tools.sheet"]);
-    let found =
-        jcsql::sources::joinable_fields(e.context(), e.connections(), "users", &e.sources()).await.expect("fields");
+    let found = jcsql::sources::joinable_fields(e.context(), &e.connection_schemas(), "users", &e.sources())
+        .await
+        .expect("fields");
     let by_values: Vec<(String, String)> = found
         .iter()
         .filter(|f| f.kind == "values" && f.column == "email")

@@ -265,7 +265,7 @@ async fn two_orgs_live_in_one_engine() {
         );
     }
     // `.fields` derives each org's relations within its own schema.
-    let found = jcsql::sources::joinable_fields(e.context(), e.connections(), "jumpcloud_beta.users", &[])
+    let found = jcsql::sources::joinable_fields(e.context(), &e.connection_schemas(), "jumpcloud_beta.users", &[])
         .await
         .expect("fields");
     assert!(found.iter().any(|f| f.other_table == "jumpcloud_beta.user_group_members"), "{found:?}");
