@@ -19,6 +19,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use datafusion::arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use futures::StreamExt;
 
 use crate::connection::{DEFAULT_MAX_AGE, Freshness, RefreshSummary, SyncObserver};
 use crate::error::JcsqlError;
@@ -262,19 +263,36 @@ async fn dispatch(cli: Cli) -> Result<u8, JcsqlError> {
             if chosen.is_empty() {
                 return Err(JcsqlError::Config("no orgs are known yet; run `jcsql orgs discover` first".into()));
             }
-            let mut code = EXIT_OK;
+            let mut conns = Vec::new();
             for name in chosen {
                 let schema = format!("{}_{name}", crate::jumpcloud::DEFAULT_SCHEMA);
                 let Some(conn) = engine.connections().iter().find(|c| c.name == schema) else {
                     let known = stored.orgs.keys().cloned().collect::<Vec<_>>().join(", ");
                     return Err(JcsqlError::Config(format!("no org named {name}; the orgs are: {known}")));
                 };
-                if !g.quiet {
-                    eprintln!("org {name}:");
+                if !conn.is_connected() {
+                    return Err(JcsqlError::NotConnected);
                 }
-                code = code.max(sync_connection(conn, &tables, &g).await?);
+                conns.push((name, conn.clone()));
             }
-            Ok(code)
+            if g.offline {
+                return Err(JcsqlError::Config("`jcsql sync` fetches, which --offline forbids; drop --offline".into()));
+            }
+            // At most 8 orgs at once, all under the key's one limiter.
+            let started = std::time::Instant::now();
+            let tables = &tables;
+            let mut per_org: Vec<(String, Vec<(String, Result<RefreshSummary, JcsqlError>)>)> =
+                futures::stream::iter(conns)
+                    .map(|(name, conn)| async move { (name, conn.sync(tables).await) })
+                    .buffer_unordered(8)
+                    .collect()
+                    .await;
+            per_org.sort_by(|a, b| a.0.cmp(&b.0));
+            let results = per_org
+                .into_iter()
+                .flat_map(|(org, rs)| rs.into_iter().map(move |(t, r)| (format!("{org}.{t}"), r)))
+                .collect();
+            report_sync(results, started, &g)
         }
         Some(Command::Orgs { command }) => {
             let home = Home::from_env()?;
@@ -389,8 +407,14 @@ impl Demo {
 
 fn install_observer(engine: &Engine, g: &GlobalArgs) {
     let observer: Arc<dyn SyncObserver> = Arc::new(ProgressObserver::new(!g.quiet));
-    for conn in engine.connections() {
-        conn.set_observer(observer.clone());
+    for (i, conn) in engine.connections().iter().enumerate() {
+        match conn.name.strip_prefix("jumpcloud_") {
+            // Orgs are synced several at once: each reports as ORG.TABLE.
+            Some(org) if i > 0 => {
+                conn.set_observer(Arc::new(progress::OrgProgress { org: org.to_string(), inner: observer.clone() }))
+            }
+            _ => conn.set_observer(observer.clone()),
+        }
     }
 }
 
@@ -592,6 +616,15 @@ async fn sync_connection(
     }
     let started = std::time::Instant::now();
     let results = conn.sync(tables).await;
+    report_sync(results, started, g)
+}
+
+/// The summary table on stdout, then errors, totals and what changed on stderr.
+fn report_sync(
+    results: Vec<(String, Result<RefreshSummary, JcsqlError>)>,
+    started: std::time::Instant,
+    g: &GlobalArgs,
+) -> Result<u8, JcsqlError> {
     let format = g.format.unwrap_or(if std::io::stdout().is_terminal() { Format::Table } else { Format::Csv });
     let failed = results.iter().filter(|(_, r)| r.is_err()).count();
     let batch = summary_batch(&results).map_err(|e| JcsqlError::Config(e.to_string()))?;

@@ -73,3 +73,27 @@ impl SyncObserver for ProgressObserver {
         self.multi.suspend(|| eprintln!("warning: {message}"));
     }
 }
+
+/// Reports one org's fetches as `ORG.TABLE`, so the bars of orgs synced at once stay apart.
+pub struct OrgProgress {
+    pub org: String,
+    pub inner: std::sync::Arc<dyn SyncObserver>,
+}
+
+impl SyncObserver for OrgProgress {
+    fn started(&self, table: &str, total: Option<u64>, unit: &str) {
+        self.inner.started(&format!("{}.{table}", self.org), total, unit);
+    }
+    fn set_total(&self, table: &str, total: u64) {
+        self.inner.set_total(&format!("{}.{table}", self.org), total);
+    }
+    fn advance(&self, table: &str, n: u64) {
+        self.inner.advance(&format!("{}.{table}", self.org), n);
+    }
+    fn finished(&self, table: &str, outcome: std::result::Result<&RefreshSummary, &JcsqlError>) {
+        self.inner.finished(&format!("{}.{table}", self.org), outcome);
+    }
+    fn warning(&self, message: &str) {
+        self.inner.warning(message);
+    }
+}
