@@ -281,12 +281,11 @@ async fn dispatch(cli: Cli) -> Result<u8, JcsqlError> {
             // At most 8 orgs at once, all under the key's one limiter.
             let started = std::time::Instant::now();
             let tables = &tables;
-            let mut per_org: Vec<(String, Vec<(String, Result<RefreshSummary, JcsqlError>)>)> =
-                futures::stream::iter(conns)
-                    .map(|(name, conn)| async move { (name, conn.sync(tables).await) })
-                    .buffer_unordered(8)
-                    .collect()
-                    .await;
+            let mut per_org: Vec<(String, SyncResults)> = futures::stream::iter(conns)
+                .map(|(name, conn)| async move { (name, conn.sync(tables).await) })
+                .buffer_unordered(8)
+                .collect()
+                .await;
             per_org.sort_by(|a, b| a.0.cmp(&b.0));
             let results = per_org
                 .into_iter()
@@ -619,12 +618,11 @@ async fn sync_connection(
     report_sync(results, started, g)
 }
 
+/// Each table's refresh outcome, by name.
+type SyncResults = Vec<(String, Result<RefreshSummary, JcsqlError>)>;
+
 /// The summary table on stdout, then errors, totals and what changed on stderr.
-fn report_sync(
-    results: Vec<(String, Result<RefreshSummary, JcsqlError>)>,
-    started: std::time::Instant,
-    g: &GlobalArgs,
-) -> Result<u8, JcsqlError> {
+fn report_sync(results: SyncResults, started: std::time::Instant, g: &GlobalArgs) -> Result<u8, JcsqlError> {
     let format = g.format.unwrap_or(if std::io::stdout().is_terminal() { Format::Table } else { Format::Csv });
     let failed = results.iter().filter(|(_, r)| r.is_err()).count();
     let batch = summary_batch(&results).map_err(|e| JcsqlError::Config(e.to_string()))?;
