@@ -118,6 +118,18 @@ fn run_jcsql(args: &[&str], envs: &[(&str, String)]) -> Run {
         cmd.env(k, v);
     }
     let mut child = cmd.spawn().expect("run jcsql (build it with cargo build --release first)");
+    // Drain both pipes while it runs: a summary of thousands of rows must not block it.
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>));
     let status_path = format!("/proc/{}/status", child.id());
     let stat_path = format!("/proc/{}/stat", child.id());
     let (mut peak_kib, mut cpu_ticks) = (0u64, 0u64);
@@ -141,16 +153,17 @@ fn run_jcsql(args: &[&str], envs: &[(&str, String)]) -> Run {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    let out = child.wait_with_output().expect("jcsql output");
+    let status = child.wait().expect("jcsql exit status");
     let wall = started.elapsed();
-    let output = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let (out, err) = (stdout.join().unwrap_or_default(), stderr.join().unwrap_or_default());
+    let output = String::from_utf8_lossy(&out).into_owned() + &String::from_utf8_lossy(&err);
     // Linux reports CPU time in ticks of 1/100 s.
     Run {
         wall,
         peak_rss: peak_kib * 1024,
         cpu: Duration::from_millis(cpu_ticks * 10),
         output,
-        ok: out.status.success(),
+        ok: status.success(),
     }
 }
 
