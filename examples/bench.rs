@@ -158,13 +158,7 @@ fn run_jcsql(args: &[&str], envs: &[(&str, String)]) -> Run {
     let (out, err) = (stdout.join().unwrap_or_default(), stderr.join().unwrap_or_default());
     let output = String::from_utf8_lossy(&out).into_owned() + &String::from_utf8_lossy(&err);
     // Linux reports CPU time in ticks of 1/100 s.
-    Run {
-        wall,
-        peak_rss: peak_kib * 1024,
-        cpu: Duration::from_millis(cpu_ticks * 10),
-        output,
-        ok: status.success(),
-    }
+    Run { wall, peak_rss: peak_kib * 1024, cpu: Duration::from_millis(cpu_ticks * 10), output, ok: status.success() }
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
