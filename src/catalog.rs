@@ -341,7 +341,6 @@ pub fn tables_meta(connections: Vec<Arc<Connection>>) -> ComputedTable {
         let mut newest = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
         for conn in &connections {
             for t in conn.tables() {
-                let max_age = conn.max_age(t).as_secs_f64();
                 let (snap, _) = t.current();
                 let st = t.status();
                 schema_name.append_value(&conn.name);
@@ -357,7 +356,7 @@ pub fn tables_meta(connections: Vec<Arc<Connection>>) -> ComputedTable {
                 status.append_value(match (&st.error, a) {
                     (Some(_), _) => "error",
                     (None, None) => "not fetched",
-                    (None, Some(a)) if a < max_age => "fresh",
+                    (None, Some(_)) if conn.is_young(t, a) => "fresh",
                     (None, Some(_)) => "stale",
                 });
                 error.append_option(st.error.as_deref());
@@ -607,11 +606,7 @@ pub fn orgs_meta(orgs: Vec<OrgEntry>) -> ComputedTable {
         let mut fresh = Int64Builder::new();
         let mut error = StringBuilder::new();
         for (_, _, _, conn) in &orgs {
-            let n = conn
-                .tables()
-                .iter()
-                .filter(|t| t.current().0.age_seconds(now).is_some_and(|a| a < conn.max_age(t).as_secs_f64()))
-                .count();
+            let n = conn.tables().iter().filter(|t| conn.is_young(t, t.current().0.age_seconds(now))).count();
             fresh.append_value(n as i64);
             error.append_option(conn.tables().iter().find_map(|t| t.status().error));
         }

@@ -216,7 +216,12 @@ impl Connection {
     }
 
     fn is_fresh(&self, table: &CachedTable, snap: &Snapshot) -> bool {
-        snap.age_seconds(now_us()).is_some_and(|age| age < self.max_age(table).as_secs_f64())
+        self.is_young(table, snap.age_seconds(now_us()))
+    }
+
+    /// Whether a snapshot `age` seconds old is still fresh for `table` (`None`: never fetched).
+    pub fn is_young(&self, table: &CachedTable, age: Option<f64>) -> bool {
+        age.is_some_and(|age| age < self.max_age(table).as_secs_f64())
     }
 
     fn current(&self, table: &CachedTable) -> Arc<Snapshot> {

@@ -270,13 +270,8 @@ async fn dispatch(cli: Cli) -> Result<u8, JcsqlError> {
                     let known = stored.orgs.keys().cloned().collect::<Vec<_>>().join(", ");
                     return Err(JcsqlError::Config(format!("no org named {name}; the orgs are: {known}")));
                 };
-                if !conn.is_connected() {
-                    return Err(JcsqlError::NotConnected);
-                }
+                can_fetch(conn, &g)?;
                 conns.push((name, conn.clone()));
-            }
-            if g.offline {
-                return Err(JcsqlError::Config("`jcsql sync` fetches, which --offline forbids; drop --offline".into()));
             }
             // At most 8 orgs at once, all under the key's one limiter.
             let started = std::time::Instant::now();
@@ -462,6 +457,14 @@ pub async fn engine_from_settings(home: &Home, g: &GlobalArgs) -> Result<(Engine
     engine_with_key(home, g, None).await
 }
 
+/// The API key and base URL: the environment's, else the config file's (else the US console).
+fn key_and_url(settings: &JumpCloudSettings) -> (Option<String>, String) {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let key = env("JUMPCLOUD_API_KEY").or(settings.api_key.clone());
+    let url = env("JUMPCLOUD_API_URL").or(settings.api_url.clone()).unwrap_or_else(|| DEFAULT_BASE_URL.to_string());
+    (key, url)
+}
+
 /// The engine for the configured connection; `key` (a key just stored) wins over the
 /// environment's, which wins over the config file's.
 async fn engine_with_key(
@@ -471,14 +474,8 @@ async fn engine_with_key(
 ) -> Result<(Engine, StoredConfig), JcsqlError> {
     let stored = StoredConfig::load(&home.config_file())?;
     let settings = stored.jumpcloud.clone().unwrap_or_default();
-    let key = key
-        .or_else(|| std::env::var("JUMPCLOUD_API_KEY").ok().filter(|k| !k.trim().is_empty()))
-        .or(settings.api_key.clone());
-    let url = std::env::var("JUMPCLOUD_API_URL")
-        .ok()
-        .filter(|u| !u.trim().is_empty())
-        .or(settings.api_url.clone())
-        .unwrap_or_else(|| DEFAULT_BASE_URL.to_string());
+    let (stored_key, url) = key_and_url(&settings);
+    let key = key.or(stored_key);
     // The default org: JUMPCLOUD_ORG_ID, else the stored one, else the first discovered org.
     let org = std::env::var("JUMPCLOUD_ORG_ID")
         .ok()
@@ -602,17 +599,23 @@ async fn sync(engine: &Engine, tables: &[String], g: &GlobalArgs) -> Result<u8, 
     sync_connection(engine.connection(), tables, g).await
 }
 
-async fn sync_connection(
-    conn: &crate::connection::Connection,
-    tables: &[String],
-    g: &GlobalArgs,
-) -> Result<u8, JcsqlError> {
+/// `jcsql sync` needs a key and may not be offline.
+fn can_fetch(conn: &crate::connection::Connection, g: &GlobalArgs) -> Result<(), JcsqlError> {
     if !conn.is_connected() {
         return Err(JcsqlError::NotConnected);
     }
     if g.offline {
         return Err(JcsqlError::Config("`jcsql sync` fetches, which --offline forbids; drop --offline".into()));
     }
+    Ok(())
+}
+
+async fn sync_connection(
+    conn: &crate::connection::Connection,
+    tables: &[String],
+    g: &GlobalArgs,
+) -> Result<u8, JcsqlError> {
+    can_fetch(conn, g)?;
     let started = std::time::Instant::now();
     let results = conn.sync(tables).await;
     report_sync(results, started, g)
@@ -745,13 +748,7 @@ async fn discover(client: &ClientConfig) -> Result<Vec<crate::engine::OrgOptions
 async fn orgs_command(home: &Home, command: Option<OrgsCommand>, g: &GlobalArgs) -> Result<u8, JcsqlError> {
     let mut stored = StoredConfig::load(&home.config_file())?;
     if let Some(OrgsCommand::Discover) = command {
-        let settings = stored.jumpcloud.clone().unwrap_or_default();
-        let key = std::env::var("JUMPCLOUD_API_KEY").ok().filter(|k| !k.trim().is_empty()).or(settings.api_key.clone());
-        let url = std::env::var("JUMPCLOUD_API_URL")
-            .ok()
-            .filter(|u| !u.trim().is_empty())
-            .or(settings.api_url.clone())
-            .unwrap_or_else(|| DEFAULT_BASE_URL.to_string());
+        let (key, url) = key_and_url(&stored.jumpcloud.clone().unwrap_or_default());
         let key = key.ok_or(JcsqlError::NotConnected)?;
         let found = discover(&ClientConfig::new(url, ApiKey::new(key))).await?;
         stored.orgs = found
