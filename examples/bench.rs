@@ -265,6 +265,7 @@ async fn bench(a: Args) {
 
     eprintln!("example boards…");
     let mut boards = Vec::new();
+    let mut wire: Vec<(String, WireRun)> = Vec::new();
     let boards_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/boards");
     if let Ok(rd) = std::fs::read_dir(&boards_dir) {
         let mut files: Vec<PathBuf> =
@@ -306,6 +307,8 @@ async fn bench(a: Args) {
                 boards.push((name, median(times), rows));
             }
         }
+        eprintln!("the Postgres wire (pgbench)…");
+        wire = wire_bench(&engine, &org).await;
     }
 
     eprintln!("diff cost per table…");
@@ -418,6 +421,17 @@ async fn bench(a: Args) {
             check(*d < Duration::from_millis(100))
         ));
     }
+    for (what, run) in &wire {
+        let target = if what.contains("1 client") && what.contains("by id") {
+            format!("< 5 ms | {}", check(run.latency_ms < 5.0))
+        } else {
+            " | ".into()
+        };
+        out.push_str(&format!(
+            "| wire: {what} | {:.2} ms a query, {:.0} queries/s ({} failed) | {target} |\n",
+            run.latency_ms, run.tps, run.failed
+        ));
+    }
     if a.orgs > 0 {
         out.push_str(&many_orgs(&a).await);
     }
@@ -443,6 +457,62 @@ async fn bench(a: Args) {
         std::fs::write(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/BENCH.md"), doc)
             .expect("write BENCH.md");
     }
+}
+
+struct WireRun {
+    latency_ms: f64,
+    tps: f64,
+    failed: u64,
+}
+
+/// `jcsql serve` on the warm engine, driven by pgbench (prepared statements, 5 s a run).
+async fn wire_bench(engine: &jcsql::Engine, org: &Org) -> Vec<(String, WireRun)> {
+    use jcsql::serve::{ServeOptions, Server};
+    let password = "bench";
+    let options = ServeOptions { host: "127.0.0.1".into(), port: 0, password: password.into(), tls: None };
+    let server = Server::bind(engine, options).await.expect("server binds");
+    let url = server.url().expect("url");
+    tokio::spawn(server.run());
+    let dir = tempfile::tempdir().expect("dir");
+    let id = org.users.get(org.users.len() / 2).map(|u| u.id.clone()).unwrap_or_default();
+    let queries = [
+        ("select 1, 1 client", "select 1;".to_string(), 1),
+        ("one user by id, 1 client", format!("select email, state from jumpcloud.users where id = '{id}';"), 1),
+        ("one user by id, 16 clients", format!("select email, state from jumpcloud.users where id = '{id}';"), 16),
+        ("count of users, 16 clients", "select count(*) from jumpcloud.users where not suspended;".to_string(), 16),
+    ];
+    let mut runs = Vec::new();
+    for (what, sql, clients) in queries {
+        let script = dir.path().join("q.sql");
+        std::fs::write(&script, sql).expect("script");
+        let out = tokio::task::block_in_place(|| {
+            std::process::Command::new("pgbench")
+                .args(["-n", "-M", "prepared", "-T", "5", "-j", "2", "-c", &clients.to_string(), "-f"])
+                .arg(&script)
+                .arg(&url)
+                .env("PGPASSWORD", password)
+                .output()
+        });
+        let Ok(out) = out else {
+            eprintln!("pgbench is missing (apt-get install postgresql-client); no wire figures");
+            return Vec::new();
+        };
+        let report = String::from_utf8_lossy(&out.stdout).into_owned();
+        let figure = |prefix: &str| -> f64 {
+            report
+                .lines()
+                .find_map(|l| l.strip_prefix(prefix))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(f64::NAN)
+        };
+        let failed = figure("number of failed transactions: ") as u64;
+        runs.push((
+            what.to_string(),
+            WireRun { latency_ms: figure("latency average = "), tps: figure("tps = "), failed },
+        ));
+    }
+    runs
 }
 
 /// Many orgs: `orgs` orgs of `org_users` users behind one multi-tenant key. jcsql syncs them all

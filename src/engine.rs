@@ -197,6 +197,11 @@ impl Engine {
         &self.ctx
     }
 
+    /// The catalog every schema lives in (what `pg_catalog` is added to by `jcsql serve`).
+    pub fn catalog_name(&self) -> &'static str {
+        CATALOG
+    }
+
     /// The default connection (schema `jumpcloud`).
     pub fn connection(&self) -> &Arc<Connection> {
         &self.connections[0]

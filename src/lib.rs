@@ -6,7 +6,7 @@
 //!
 //! | layer | modules |
 //! |---|---|
-//! | front ends | [`cli`] (commands, REPL, statement pipeline, output, progress, workspace commands) |
+//! | front ends | [`cli`] (commands, REPL, statement pipeline, output, progress, workspace commands), [`serve`] (the Postgres wire) |
 //! | engine | [`engine`] |
 //! | saved views, other tools, actions | [`boards`], [`sources`], [`actions`] |
 //! | SQL catalog | [`catalog`], [`explain`] |
@@ -25,6 +25,7 @@ pub mod engine;
 pub mod error;
 pub mod explain;
 pub mod jumpcloud;
+pub mod serve;
 pub mod sources;
 pub mod table;
 

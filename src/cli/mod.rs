@@ -8,6 +8,7 @@ pub mod output;
 pub mod pipeline;
 pub mod progress;
 pub mod repl;
+pub mod serve;
 pub mod workspace;
 
 use std::io::{IsTerminal, Read, Write};
@@ -97,7 +98,11 @@ pub enum Command {
         /// Simulate a multi-tenant key reaching this many orgs (schemas jumpcloud_NAME, jumpcloud_all)
         #[arg(long, default_value_t = 1)]
         orgs: usize,
+        #[command(subcommand)]
+        command: Option<DemoCommand>,
     },
+    /// Serve the tables and boards over the Postgres wire protocol, read-only (psql, Metabase, Grafana)
+    Serve(serve::ServeArgs),
     /// Fetch tables now (all when none is named)
     Sync {
         /// Tables to fetch, e.g. users or jumpcloud.devices
@@ -157,6 +162,12 @@ pub enum Command {
         #[arg(long, default_value_t = 1)]
         orgs: usize,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DemoCommand {
+    /// Serve the demo org over the Postgres wire protocol (`jcsql serve` on the simulated org)
+    Serve(serve::ServeArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -241,9 +252,12 @@ async fn dispatch(cli: Cli) -> Result<u8, JcsqlError> {
             let (engine, _) = engine_from_settings(&home, &g).await?;
             run_front_end(&engine, &g, &home).await
         }
-        Some(Command::Demo { users, seed, orgs }) => {
+        Some(Command::Demo { users, seed, orgs, command }) => {
             let demo = Demo::start_orgs(users, seed, orgs, &g).await?;
             let home = Home::from_env().unwrap_or_else(|_| Home::at(demo.dir.path()));
+            if let Some(DemoCommand::Serve(args)) = command {
+                return serve::serve(&demo.engine, &args, &home, &g).await;
+            }
             if !g.quiet && g.commands.is_empty() && g.files.is_empty() && std::io::stdin().is_terminal() {
                 eprintln!(
                     "jcsql demo: a simulated org of {users} users at {} (seed {seed}), with {} boards; try `select * from jcsql.boards;` or `.help`",
@@ -252,6 +266,11 @@ async fn dispatch(cli: Cli) -> Result<u8, JcsqlError> {
                 );
             }
             run_front_end(&demo.engine, &g, &home).await
+        }
+        Some(Command::Serve(args)) => {
+            let home = Home::from_env()?;
+            let (engine, _) = engine_from_settings(&home, &g).await?;
+            serve::serve(&engine, &args, &home, &g).await
         }
         Some(Command::Sync { tables, orgs, all_orgs }) => {
             let home = Home::from_env()?;

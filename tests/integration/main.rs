@@ -13,5 +13,6 @@ mod orgs;
 mod recordings;
 mod repl;
 mod requests;
+mod serve;
 mod spec;
 mod tables;
