@@ -16,7 +16,7 @@ use datafusion::arrow::array::{Array, BooleanArray, RecordBatch, StringArray};
 use datafusion::arrow::compute::{concat_batches, filter_record_batch};
 use datafusion::arrow::datatypes::SchemaRef;
 
-use crate::cache::{CachedTable, Snapshot};
+use crate::cache::{CachedTable, Snapshot, SnapshotMeta, schema_fingerprint};
 use crate::error::{JcsqlError, Result};
 use crate::table::decode::PageRows;
 use crate::table::{TableDef, ViewDef};
@@ -131,6 +131,73 @@ impl std::fmt::Debug for Connection {
     }
 }
 
+/// What a connector fetched for a table, before it becomes a snapshot.
+pub struct Fetched {
+    pub pages: Vec<PageRows>,
+    /// The server's count, when it sent one (a fetch with fewer rows is incomplete).
+    pub expected: Option<u64>,
+    pub bytes: u64,
+    pub requests: u64,
+}
+
+/// The time window an event log's snapshot covers.
+pub struct LogWindow {
+    pub start_us: i64,
+    pub time_column: &'static str,
+}
+
+/// Pages → one de-duplicated snapshot with its metadata and the refresh summary; a fetch with
+/// fewer rows than the server counted is refused, so the previous snapshot stays.
+pub fn finish_fetch(
+    conn: &Connection,
+    def: &TableDef,
+    fetched: Fetched,
+    started: std::time::Instant,
+    fetched_at_us: i64,
+    log: Option<LogWindow>,
+) -> Result<(Snapshot, RefreshSummary)> {
+    let Fetched { pages, expected, bytes, requests } = fetched;
+    let batches = dedupe_and_merge(&def.schema(), pages)?;
+    let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+    conn.observer().advance(def.name, 0);
+    if let Some(expected) = expected.filter(|e| rows < *e) {
+        return Err(JcsqlError::Incomplete { table: format!("{}.{}", conn.name, def.name), rows, expected });
+    }
+    let duration = started.elapsed();
+    let meta = SnapshotMeta {
+        fetched_at_us,
+        rows,
+        expected_rows: expected,
+        requests,
+        duration_ms: duration.as_millis() as u64,
+        bytes_received: bytes,
+        schema_fingerprint: schema_fingerprint(&def.schema()),
+        covers_from_us: log.as_ref().map(|l| l.start_us),
+        newest_us: log.as_ref().and_then(|l| newest_time(&batches, l.time_column)),
+    };
+    let summary = RefreshSummary {
+        table: def.name.to_string(),
+        changes: None,
+        rows,
+        expected_rows: expected,
+        requests,
+        duration,
+        bytes_received: bytes,
+    };
+    Ok((Snapshot { batches, meta: Some(meta) }, summary))
+}
+
+/// The newest time in a log snapshot.
+fn newest_time(batches: &[RecordBatch], time_column: &str) -> Option<i64> {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::TimestampMicrosecondType;
+    batches
+        .iter()
+        .filter_map(|b| b.column_by_name(time_column))
+        .filter_map(|c| datafusion::arrow::compute::max(c.as_primitive::<TimestampMicrosecondType>()))
+        .max()
+}
+
 pub fn now_us() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
@@ -206,6 +273,17 @@ impl Connection {
 
     pub fn requests_made(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
+    }
+
+    /// The parents a relation table is fetched for: the given ones, or every id in the parent
+    /// table's snapshot (refreshed first when stale).
+    pub async fn parent_ids(&self, parent: &str, only: Option<&[String]>) -> Result<Vec<String>> {
+        if let Some(ids) = only {
+            return Ok(ids.to_vec());
+        }
+        let parent_table = self.table(parent)?.clone();
+        let parent_snap = Box::pin(self.snapshot_for_query(&parent_table)).await?;
+        Ok(ids_of(&parent_snap.batches))
     }
 
     /// How long `table`'s snapshots stay fresh: the connection's freshness, or the table's own

@@ -20,6 +20,7 @@ use crate::boards::{self, Board};
 use crate::catalog::{ConnectionSchema, tables_meta};
 use crate::connection::{Connection, Freshness, cache_dir};
 use crate::error::{JcsqlError, Result};
+use crate::google::GoogleConfig;
 use crate::jumpcloud::client::{ClientConfig, JumpCloudClient};
 use crate::sources::{self, SourceConfig, SourceStatus};
 
@@ -70,6 +71,8 @@ pub struct EngineOptions {
     pub audit_log: Option<PathBuf>,
     /// The largest JSON export loaded into memory (`None`: 256 MiB).
     pub max_json_bytes: Option<u64>,
+    /// Google Workspace (schema `google`), when connected.
+    pub google: Option<GoogleConfig>,
 }
 
 /// What a statement produced: its rows, and the action calls its result shows as planned.
@@ -84,7 +87,10 @@ pub struct Executed {
 
 pub struct Engine {
     ctx: SessionContext,
+    /// JumpCloud's connections (orgs), the default first; actions target these.
     connections: Vec<Arc<Connection>>,
+    /// Other live tools (Google Workspace): read, joined, never acted on.
+    tools: Vec<Arc<Connection>>,
     boards: Arc<RwLock<Vec<Board>>>,
     boards_dir: RwLock<Option<PathBuf>>,
     sources: Arc<RwLock<Vec<SourceStatus>>>,
@@ -130,6 +136,14 @@ impl Engine {
             }
         }
 
+        let mut tools = Vec::new();
+        if let Some(google) = options.google {
+            let client = crate::google::GoogleClient::new(google)?;
+            let dir = options.cache_dir.as_ref().map(|d| cache_dir(d, crate::google::SCHEMA));
+            tools.push(Arc::new(crate::google::connection(Some(client), dir.as_deref(), options.freshness)));
+        }
+        unique.extend(tools.iter().cloned());
+
         let config =
             SessionConfig::new().with_information_schema(true).with_default_catalog_and_schema(CATALOG, "public");
         let mut ctx = SessionContext::new_with_config(config);
@@ -163,6 +177,11 @@ impl Engine {
             let (name, changes) = crate::catalog::changes_schema(conn, i == 0);
             catalog.register_schema(&name, changes).map_err(registration)?;
         }
+        for tool in &tools {
+            register_connection(&ctx, catalog.as_ref(), tool, &tool.name).await?;
+            let (name, changes) = crate::catalog::changes_schema(tool, false);
+            catalog.register_schema(&name, changes).map_err(registration)?;
+        }
         // Many orgs: `jumpcloud_all` unions them, `jcsql.orgs` lists them.
         let org_connections: Vec<(OrgOptions, Arc<Connection>)> = options
             .orgs
@@ -190,7 +209,7 @@ impl Engine {
             meta.register_table("orgs".into(), Arc::new(crate::catalog::orgs_meta(orgs_list))).map_err(registration)?;
         }
         let max_json_bytes = options.max_json_bytes.unwrap_or(sources::readers::DEFAULT_MAX_JSON_BYTES);
-        Ok(Engine { ctx, connections, boards, boards_dir: RwLock::new(None), sources, actions, max_json_bytes })
+        Ok(Engine { ctx, connections, tools, boards, boards_dir: RwLock::new(None), sources, actions, max_json_bytes })
     }
 
     pub fn context(&self) -> &SessionContext {
@@ -215,7 +234,8 @@ impl Engine {
         self.connections.iter().find(|c| c.name == schema)
     }
 
-    /// Every connection schema and its connection, the default (`jumpcloud`) first.
+    /// Every connection schema and its connection, the default (`jumpcloud`) first, other
+    /// tools (`google`) last.
     pub fn connection_schemas(&self) -> Vec<(String, Arc<Connection>)> {
         self.connections
             .iter()
@@ -223,11 +243,23 @@ impl Engine {
             .map(|(i, c)| {
                 (if i == 0 { crate::jumpcloud::DEFAULT_SCHEMA.to_string() } else { c.name.clone() }, c.clone())
             })
+            .chain(self.tools.iter().map(|t| (t.name.clone(), t.clone())))
             .collect()
     }
 
+    /// JumpCloud's connections (orgs), the default first.
     pub fn connections(&self) -> &[Arc<Connection>] {
         &self.connections
+    }
+
+    /// The other live tools' connections (`google`).
+    pub fn tools(&self) -> &[Arc<Connection>] {
+        &self.tools
+    }
+
+    /// Every connection: JumpCloud's, then the other tools'.
+    pub fn all_connections(&self) -> impl Iterator<Item = &Arc<Connection>> {
+        self.connections.iter().chain(&self.tools)
     }
 
     /// Every secret a connection holds (API keys), so front ends keep them out of history.

@@ -72,6 +72,9 @@ pub enum JcsqlError {
     Source(#[from] SourceError),
 
     #[error("{0}")]
+    Google(#[from] GoogleError),
+
+    #[error("{0}")]
     Config(String),
 
     #[error("{path}: {reason}")]
@@ -107,6 +110,35 @@ pub enum BoardError {
     NoFolder,
     #[error("{0}")]
     Io(String),
+}
+
+/// Why Google Workspace cannot be read. None of these quotes the key file.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum GoogleError {
+    #[error(
+        "cannot use the Google service-account key file {path}: {reason}; download a JSON key for the service account (Google Cloud console → IAM → Service accounts → Keys) and run `jcsql connect google --service-account FILE --subject ADMIN_EMAIL`"
+    )]
+    KeyFile { path: String, reason: String },
+    #[error(
+        "Google refused the service account's token for {subject} ({status} {error}: {description}); the subject must be an administrator of the domain and the service account needs domain-wide delegation for the read-only directory scopes (Admin console → Security → API controls)"
+    )]
+    TokenRefused { subject: String, status: u16, error: String, description: String },
+    #[error(
+        "Google refused {what} (403: {message}); the subject needs an admin role that can read users and groups, and the service account domain-wide delegation for the read-only directory scopes"
+    )]
+    Forbidden { what: String, message: String },
+    #[error("Google answered {status} for {what}: {message}")]
+    Http { status: u16, what: String, message: String },
+    #[error(
+        "Google kept answering {status} for {what} after {attempts} attempts ({message}); try again later, or lower the load with --max-in-flight"
+    )]
+    RetriesExhausted { status: u16, what: String, attempts: u32, message: String },
+    #[error("cannot reach Google at {url} ({reason}); check the network, or GOOGLE_API_URL")]
+    Network { url: String, reason: String },
+    #[error(
+        "Google sent a response jcsql cannot read for {what} ({reason}); retry with `jcsql sync google.users`, and report it if it persists"
+    )]
+    Decode { what: String, reason: String },
 }
 
 /// Why another tool's export cannot be registered.

@@ -11,7 +11,7 @@
 //! | saved views, other tools, actions | [`boards`], [`sources`], [`actions`] |
 //! | SQL catalog | [`catalog`], [`explain`] |
 //! | refresh policy and cache | [`connection`], [`cache`] |
-//! | connectors | [`jumpcloud`] (client, table definitions, simulator) |
+//! | connectors | [`jumpcloud`], [`google`] (client, table definitions, simulator each), [`http`] (what their clients share) |
 //! | vocabulary | [`table`] (table definitions, JSON → Arrow), [`error`] |
 
 pub mod actions;
@@ -24,6 +24,8 @@ pub mod connection;
 pub mod engine;
 pub mod error;
 pub mod explain;
+pub mod google;
+pub mod http;
 pub mod jumpcloud;
 pub mod serve;
 pub mod sources;

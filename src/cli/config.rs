@@ -76,9 +76,23 @@ pub struct StoredConfig {
     /// Which actions may run (`jcsql permissions`).
     #[serde(default)]
     pub permissions: crate::actions::Permissions,
+    /// Google Workspace (`jcsql connect google`): where the key file is, never what it holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub google: Option<GoogleSettings>,
     /// The orgs a multi-tenant key reaches (`jcsql orgs discover`), by name.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub orgs: std::collections::BTreeMap<String, OrgSettings>,
+}
+
+/// `[google]`: the service-account key file's path and the administrator it acts as.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct GoogleSettings {
+    pub service_account: PathBuf,
+    pub subject: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_url: Option<String>,
 }
 
 /// `[orgs.NAME]`: one org of a multi-tenant key.

@@ -4,6 +4,7 @@
 //! they share ([`pipeline`]). Everything here sits on [`Engine`]; nothing below names it.
 
 pub mod config;
+pub mod google;
 pub mod output;
 pub mod pipeline;
 pub mod progress;
@@ -198,6 +199,18 @@ pub enum ConnectTarget {
         #[arg(long)]
         org_id: Option<String>,
     },
+    /// Read Google Workspace users and groups (schema google) with a service account
+    Google {
+        /// The service account's JSON key file (its path is stored, never its contents)
+        #[arg(long, value_name = "FILE")]
+        service_account: PathBuf,
+        /// The administrator the service account acts as (domain-wide delegation)
+        #[arg(long, value_name = "ADMIN_EMAIL")]
+        subject: String,
+        /// Customer id (default my_customer: the whole account)
+        #[arg(long)]
+        customer: Option<String>,
+    },
     /// Register a CSV / JSON / NDJSON / Parquet export (a file, or a folder of them) as source NAME
     Files { name: String, path: PathBuf },
 }
@@ -320,6 +333,10 @@ async fn dispatch(cli: Cli) -> Result<u8, JcsqlError> {
             let home = Home::from_env()?;
             connect_jumpcloud(&home, &g, api_key_stdin, api_url, org_id).await
         }
+        Some(Command::Connect { target: ConnectTarget::Google { service_account, subject, customer } }) => {
+            let home = Home::from_env()?;
+            google::connect_google(&home, &g, service_account, subject, customer).await
+        }
         Some(Command::Connect { target: ConnectTarget::Files { name, path } }) => {
             let home = Home::from_env()?;
             let (engine, _) = engine_from_settings(&home, &g).await?;
@@ -370,6 +387,8 @@ async fn dispatch(cli: Cli) -> Result<u8, JcsqlError> {
 /// The built-in simulated org with an engine on it; both live as long as this value.
 pub struct Demo {
     pub simulator: Simulator,
+    /// The demo's Google Workspace account (schema `google`).
+    pub google: crate::google::simulator::GoogleSimulator,
     pub engine: Engine,
     pub dir: tempfile::TempDir,
 }
@@ -398,12 +417,24 @@ impl Demo {
         let org_list = if orgs > 1 { discover(&client).await? } else { Vec::new() };
         client.org_id = org_list.first().map(|o| o.org_id.clone());
         let freshness = freshness_from(g, None)?;
+        let google_org = simulator.with_org(google::demo_google_org);
+        let google = crate::google::simulator::GoogleSimulator::start(
+            crate::google::simulator::GoogleSimulatorConfig::new(google_org),
+        )
+        .await
+        .map_err(|e| JcsqlError::Config(format!("cannot start the demo Google simulator: {e}")))?;
+        let key_file = google
+            .write_key_file(dir.path())
+            .map_err(|e| JcsqlError::Config(format!("cannot write the demo Google key file: {e}")))?;
+        let mut google_cfg = crate::google::GoogleConfig::new(key_file, google.admin_email());
+        google_cfg.api_url = google.api_url();
         let engine = Engine::new(EngineOptions {
             client: Some(client),
             cache_dir: Some(dir.path().to_path_buf()),
             freshness,
             audit_log: Some(dir.path().join("audit.jsonl")),
             orgs: org_list,
+            google: Some(google_cfg),
             ..Default::default()
         })
         .await?;
@@ -414,7 +445,7 @@ impl Demo {
             .map_err(|e| JcsqlError::Config(format!("cannot write the demo boards: {e}")))?;
         let boards_dir = g.boards.clone().unwrap_or_else(|| dir.path().join("boards"));
         workspace::open(&engine, &sources, &boards_dir, g.quiet).await;
-        Ok(Demo { simulator, engine, dir })
+        Ok(Demo { simulator, google, engine, dir })
     }
 }
 
@@ -428,6 +459,9 @@ fn install_observer(engine: &Engine, g: &GlobalArgs) {
             }
             _ => conn.set_observer(observer.clone()),
         }
+    }
+    for tool in engine.tools() {
+        tool.set_observer(Arc::new(progress::OrgProgress { org: tool.name.clone(), inner: observer.clone() }));
     }
 }
 
@@ -532,6 +566,7 @@ async fn engine_with_key(
         audit_log: Some(home.audit_log()),
         max_json_bytes: max_json_bytes()?,
         orgs,
+        google: google::google_config(&stored, g),
         ..Default::default()
     })
     .await?;
@@ -614,8 +649,39 @@ pub async fn print_query(engine: &Engine, sql: &str, format: Format, maxrows: Op
 }
 
 /// `jcsql sync`: fetch now, with progress on stderr and a summary table on stdout.
+/// `jcsql sync [TABLE…]`: JumpCloud's tables, and another tool's when named with its schema
+/// (`google.users`) or when none is named.
 async fn sync(engine: &Engine, tables: &[String], g: &GlobalArgs) -> Result<u8, JcsqlError> {
-    sync_connection(engine.connection(), tables, g).await
+    let mut jobs: Vec<(&Arc<crate::connection::Connection>, Vec<String>)> = Vec::new();
+    let mut jumpcloud_tables = Vec::new();
+    for t in tables {
+        match engine.tools().iter().find(|tool| t.starts_with(&format!("{}.", tool.name))) {
+            Some(tool) => match jobs.iter_mut().find(|(c, _)| Arc::ptr_eq(c, tool)) {
+                Some((_, names)) => names.push(t.clone()),
+                None => jobs.push((tool, vec![t.clone()])),
+            },
+            None => jumpcloud_tables.push(t.clone()),
+        }
+    }
+    if tables.is_empty() {
+        jobs = engine.tools().iter().map(|t| (t, Vec::new())).collect();
+    }
+    if !tables.is_empty() && jumpcloud_tables.is_empty() {
+        // Only other tools' tables were named.
+    } else {
+        jobs.insert(0, (engine.connection(), jumpcloud_tables));
+    }
+    let started = std::time::Instant::now();
+    let mut results = Vec::new();
+    for (conn, names) in jobs {
+        can_fetch(conn, g)?;
+        let prefix = if Arc::ptr_eq(conn, engine.connection()) { String::new() } else { format!("{}.", conn.name) };
+        let names: Vec<String> = names.iter().map(|n| n.strip_prefix(&prefix).unwrap_or(n).to_string()).collect();
+        for (name, r) in conn.sync(&names).await {
+            results.push((format!("{prefix}{name}"), r));
+        }
+    }
+    report_sync(results, started, g)
 }
 
 /// `jcsql sync` needs a key and may not be offline.

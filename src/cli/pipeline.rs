@@ -143,7 +143,7 @@ impl Pipeline<'_> {
     }
 
     fn requests_made(&self) -> u64 {
-        self.engine.connections().iter().map(|c| c.requests_made()).sum()
+        self.engine.all_connections().map(|c| c.requests_made()).sum()
     }
 
     fn show(&self, out: &mut dyn Write, err: &mut dyn Write, schema: &SchemaRef, batches: &[RecordBatch]) {

@@ -526,7 +526,7 @@ impl<'a> Repl<'a> {
             }
             (".timer", Some(v @ ("on" | "off"))) => self.timer = v == "on",
             (".offline", Some(v @ ("on" | "off"))) => {
-                for conn in self.engine.connections() {
+                for conn in self.engine.all_connections() {
                     conn.set_freshness(Freshness { offline: v == "on", ..conn.freshness() });
                 }
             }

@@ -86,7 +86,7 @@ pub async fn serve(engine: &Engine, args: &ServeArgs, home: &Home, g: &GlobalArg
         let boards = engine.boards().len();
         eprintln!(
             "jcsql serve: read-only; {} and {}; user jcsql, password {origin}; Ctrl-C stops",
-            crate::cli::plural(engine.connection_schemas().len(), "org"),
+            crate::cli::plural(engine.connections().len(), "org"),
             crate::cli::plural(boards, "board")
         );
     }

@@ -20,6 +20,19 @@ use crate::sources::{self, SourceConfig};
 
 /// The example boards, built into the binary so `jcsql demo` shows them anywhere.
 pub const EXAMPLE_BOARDS: &[(&str, &str)] = &[
+    (
+        "google_accounts_without_jumpcloud_user",
+        include_str!("../../examples/boards/google_accounts_without_jumpcloud_user.sql"),
+    ),
+    ("google_admins_without_2sv", include_str!("../../examples/boards/google_admins_without_2sv.sql")),
+    (
+        "google_groups_differing_from_jumpcloud",
+        include_str!("../../examples/boards/google_groups_differing_from_jumpcloud.sql"),
+    ),
+    (
+        "suspended_in_jumpcloud_active_in_google",
+        include_str!("../../examples/boards/suspended_in_jumpcloud_active_in_google.sql"),
+    ),
     ("admin_changes_last_7_days", include_str!("../../examples/boards/admin_changes_last_7_days.sql")),
     ("administrators_without_mfa", include_str!("../../examples/boards/administrators_without_mfa.sql")),
     ("devices_with_failed_policy", include_str!("../../examples/boards/devices_with_failed_policy.sql")),

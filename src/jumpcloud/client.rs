@@ -15,6 +15,9 @@ use serde_json::Value;
 use tokio::sync::{Mutex, Semaphore};
 
 use crate::error::{JcsqlError, Result, one_line};
+pub use crate::http::Listing;
+pub use crate::http::install_crypto_provider;
+use crate::http::{OptionalRecords, Records, jitter, parse_body, transport_reason};
 use crate::table::decode::PageDecoder;
 
 /// JumpCloud pages hold at most 100 records; asking for more is a 400.
@@ -95,24 +98,6 @@ impl ClientConfig {
     }
 }
 
-/// What a list fetch returned: its pages, each already converted by the caller.
-#[derive(Debug)]
-pub struct Listing<B> {
-    /// In server order.
-    pub pages: Vec<B>,
-    /// The server's count (`totalCount` or `x-total-count`); `None` when it sent none.
-    pub expected: Option<u64>,
-    /// HTTP requests made, retries included.
-    pub requests: u64,
-    pub bytes: u64,
-}
-
-impl<B> Default for Listing<B> {
-    fn default() -> Self {
-        Listing { pages: Vec::new(), expected: None, requests: 0, bytes: 0 }
-    }
-}
-
 /// One decoded page.
 struct PageOf<B> {
     page: B,
@@ -162,51 +147,6 @@ impl<'de, P: PageDecoder> Visitor<'de> for V1Envelope<'_, P> {
     }
 }
 
-/// A JSON array of records, decoded by `P`.
-struct Records<'p, P>(&'p P);
-
-impl<'de, P: PageDecoder> DeserializeSeed<'de> for Records<'_, P> {
-    type Value = (P::Page, u64);
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<Self::Value, D::Error> {
-        self.0.decode_records(d)
-    }
-}
-
-/// A whole response body (nothing may follow the value), parsed off the async workers.
-fn parse_body<'de, S: DeserializeSeed<'de>>(body: &'de [u8], seed: S) -> serde_json::Result<S::Value> {
-    off_the_reactor(|| {
-        let mut de = serde_json::Deserializer::from_slice(body);
-        let value = seed.deserialize(&mut de)?;
-        de.end().map(|_| value)
-    })
-}
-
-/// `null` or a JSON array of records.
-struct OptionalRecords<'p, P>(&'p P);
-
-impl<'de, P: PageDecoder> DeserializeSeed<'de> for OptionalRecords<'_, P> {
-    type Value = Option<(P::Page, u64)>;
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<Self::Value, D::Error> {
-        d.deserialize_option(self)
-    }
-}
-
-impl<'de, P: PageDecoder> Visitor<'de> for OptionalRecords<'_, P> {
-    type Value = Option<(P::Page, u64)>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON array of records")
-    }
-    fn visit_none<E>(self) -> std::result::Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_unit<E>(self) -> std::result::Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<Self::Value, D::Error> {
-        Records(self.0).deserialize(d).map(Some)
-    }
-}
-
 /// Counters shared by every request of a connection.
 /// Called after each page with the number of records it held and the server's count.
 pub type PageCallback<'a> = &'a (dyn Fn(u64, Option<u64>) + Send + Sync);
@@ -247,14 +187,6 @@ pub struct WriteResponse {
 fn rejects_org_header(url: &str) -> bool {
     let path = url.split('?').next().unwrap_or(url);
     path.ends_with("/api/users") || path.ends_with("/api/organizations")
-}
-
-pub fn install_crypto_provider() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        // Fails only if another provider was installed first, which is just as good.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
 }
 
 impl JumpCloudClient {
@@ -639,17 +571,6 @@ impl JumpCloudClient {
     }
 }
 
-/// Runs CPU-heavy work (decoding a page, building its Arrow batch) so that it does not stall the
-/// async workers: on a multi-thread runtime the worker hands its other tasks to another thread
-/// first, so requests keep being issued while pages are decoded.
-fn off_the_reactor<T>(f: impl FnOnce() -> T) -> T {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
-        _ => f(),
-    }
-}
-
 fn is_retryable(status: StatusCode) -> bool {
     status == StatusCode::TOO_MANY_REQUESTS || matches!(status.as_u16(), 500 | 502 | 503 | 504)
 }
@@ -678,40 +599,4 @@ fn status_error(status: StatusCode, what: String, body: &[u8]) -> JcsqlError {
         403 => JcsqlError::Forbidden { what, message },
         s => JcsqlError::Http { status: s, what, message },
     }
-}
-
-fn transport_reason(e: &reqwest::Error) -> String {
-    // reqwest's Display includes the URL, which never holds the key; the source chain says why.
-    let mut reason = if e.is_timeout() {
-        "timed out".to_string()
-    } else if e.is_connect() {
-        "connection failed".to_string()
-    } else {
-        "request failed".to_string()
-    };
-    let mut source = std::error::Error::source(e);
-    let mut last = None;
-    while let Some(s) = source {
-        last = Some(s.to_string());
-        source = s.source();
-    }
-    if let Some(l) = last {
-        reason.push_str(": ");
-        reason.push_str(&l);
-    }
-    one_line(&reason)
-}
-
-/// A number in [0, 1) without a PRNG dependency: the low bits of the clock and a counter.
-fn jitter() -> f64 {
-    static COUNTER: AtomicU64 = AtomicU64::new(0x9E37_79B9_7F4A_7C15);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos() as u64)
-        .unwrap_or(0);
-    let mut x = COUNTER.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed) ^ nanos;
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    x ^= x >> 33;
-    (x >> 11) as f64 / (1u64 << 53) as f64
 }

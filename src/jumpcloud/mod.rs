@@ -17,9 +17,10 @@ use datafusion::arrow::datatypes::TimestampMicrosecondType;
 use futures::{StreamExt, TryStreamExt, stream};
 use serde_json::json;
 
-use crate::cache::{CachedTable, Snapshot, SnapshotMeta, schema_fingerprint};
+use crate::cache::{CachedTable, Snapshot};
 use crate::connection::{
-    Connection, Connector, Freshness, LogFilter, RefreshSummary, dedupe_and_merge, ids_of, now_us,
+    Connection, Connector, Fetched, Freshness, LogFilter, LogWindow, RefreshSummary, dedupe_and_merge, finish_fetch,
+    now_us,
 };
 use crate::error::{JcsqlError, Result};
 use crate::table::Source;
@@ -91,14 +92,7 @@ impl Connector for JumpCloudConnector {
                 (l.pages, l.expected, l.bytes, l.requests)
             }
             Source::PerParent { parent, path, query } => {
-                let parent_ids = match only_parents {
-                    Some(ids) => ids.to_vec(),
-                    None => {
-                        let parent_table = conn.table(parent)?.clone();
-                        let parent_snap = Box::pin(conn.snapshot_for_query(&parent_table)).await?;
-                        ids_of(&parent_snap.batches)
-                    }
-                };
+                let parent_ids = conn.parent_ids(parent, only_parents).await?;
                 observer.started(name, Some(parent_ids.len() as u64), "parents");
                 let listings: Vec<Listing<PageRows>> = stream::iter(parent_ids)
                     .map(|id| {
@@ -134,34 +128,8 @@ impl Connector for JumpCloudConnector {
                 (pages, expected, bytes, requests)
             }
         };
-        let batches = dedupe_and_merge(&def.schema(), pages)?;
-        let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
-        observer.advance(name, 0);
-        if let Some(expected) = expected.filter(|e| rows < *e) {
-            return Err(JcsqlError::Incomplete { table: format!("{}.{}", conn.name, name), rows, expected });
-        }
-        let duration = start.elapsed();
-        let meta = SnapshotMeta {
-            fetched_at_us,
-            rows,
-            expected_rows: expected,
-            requests,
-            duration_ms: duration.as_millis() as u64,
-            bytes_received: bytes,
-            schema_fingerprint: schema_fingerprint(&def.schema()),
-            covers_from_us: log_window.map(|(start, _)| start),
-            newest_us: log_window.and_then(|(_, time_column)| newest_time(&batches, time_column)),
-        };
-        let summary = RefreshSummary {
-            table: name.to_string(),
-            changes: None,
-            rows,
-            expected_rows: expected,
-            requests,
-            duration,
-            bytes_received: bytes,
-        };
-        Ok((Snapshot { batches, meta: Some(meta) }, summary))
+        let log = log_window.map(|(start, time_column)| LogWindow { start_us: start, time_column });
+        finish_fetch(conn, def, Fetched { pages, expected, bytes, requests }, start, fetched_at_us, log)
     }
 
     async fn fetch_log(&self, conn: &Connection, table: &CachedTable, filter: &LogFilter) -> Result<Vec<RecordBatch>> {
@@ -224,13 +192,4 @@ fn held_within(time_column: &str, batches: &[RecordBatch], start_us: i64) -> Res
         pages.push(PageRows { keys, batch: kept });
     }
     Ok(pages)
-}
-
-/// The newest time in a log snapshot.
-fn newest_time(batches: &[RecordBatch], time_column: &str) -> Option<i64> {
-    batches
-        .iter()
-        .filter_map(|b| b.column_by_name(time_column))
-        .filter_map(|c| datafusion::arrow::compute::max(c.as_primitive::<TimestampMicrosecondType>()))
-        .max()
 }

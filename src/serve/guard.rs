@@ -48,7 +48,11 @@ impl ReadOnlyGuard {
             | Statement::Fetch { .. }
             | Statement::Close { .. } => Ok(()),
             Statement::Explain { statement, analyze, .. } => {
-                if *analyze { ReadOnlyGuard::check(statement) } else { Ok(()) }
+                if *analyze {
+                    ReadOnlyGuard::check(statement)
+                } else {
+                    Ok(())
+                }
             }
             // Client settings live with the connection; DataFusion's settings are the server's.
             Statement::Set(set) if !set.to_string().to_lowercase().contains("datafusion.") => Ok(()),
@@ -88,8 +92,22 @@ fn called_action(statement: &Statement) -> Option<String> {
 /// `CREATE TABLE`, `INSERT`, `COPY`: the words Postgres names a refused command by.
 fn command_name(statement: &Statement) -> String {
     const OBJECTS: &[&str] = &[
-        "TABLE", "VIEW", "SCHEMA", "INDEX", "FUNCTION", "DATABASE", "ROLE", "USER", "EXTERNAL", "TEMPORARY",
-        "MATERIALIZED", "SEQUENCE", "TYPE", "EXTENSION", "CATALOG", "MACRO",
+        "TABLE",
+        "VIEW",
+        "SCHEMA",
+        "INDEX",
+        "FUNCTION",
+        "DATABASE",
+        "ROLE",
+        "USER",
+        "EXTERNAL",
+        "TEMPORARY",
+        "MATERIALIZED",
+        "SEQUENCE",
+        "TYPE",
+        "EXTENSION",
+        "CATALOG",
+        "MACRO",
     ];
     let text = statement.to_string();
     let mut words = text.split_whitespace().map(|w| w.to_uppercase());

@@ -325,7 +325,9 @@ impl ErrorHandler for ExplainingErrors {
             PgWireError::InvalidPassword(_) => ErrorInfo::new(
                 "FATAL".into(),
                 "28P01".into(),
-                format!("password authentication failed for user \"{USER}\" (the password is the one `jcsql serve` was started with)"),
+                format!(
+                    "password authentication failed for user \"{USER}\" (the password is the one `jcsql serve` was started with)"
+                ),
             ),
             _ => return,
         };

@@ -229,6 +229,7 @@ pub struct JoinableField {
 const MATCHABLE: &[&str] = &[
     "id",
     "email",
+    "primary_email",
     "username",
     "serial_number",
     "hostname",
@@ -252,8 +253,9 @@ pub async fn joinable_fields(
         .ok_or_else(|| format!("unknown table {table}; `.tables` lists the tables"))?;
     // Relations the definitions declare, when the table is a connection's.
     let mut out: Vec<JoinableField> = Vec::new();
+    let own = qualified.split_once('.').and_then(|(schema, _)| connections.iter().find(|(name, _)| name == schema));
     if let Some((schema, short)) = qualified.split_once('.')
-        && let Some((_, conn)) = connections.iter().find(|(name, _)| name == schema)
+        && let Some((_, conn)) = own
     {
         out.extend(relations_of(short, conn.definitions, conn.views).into_iter().map(|r| JoinableField {
             column: r.column,
@@ -274,13 +276,25 @@ pub async fn joinable_fields(
         })
         .map(|f| f.name().clone())
         .collect();
+    // Other tools' tables (Google's beside JumpCloud's), matched on their identifying columns;
+    // another org of the same tool is not another tool.
+    let tools: Vec<String> = connections
+        .iter()
+        .filter(|(_, c)| own.is_none_or(|(_, o)| !std::ptr::eq(c.definitions, o.definitions)))
+        .flat_map(|(schema, c)| c.definitions.iter().map(move |d| format!("{schema}.{}", d.name)))
+        .collect();
+    let candidates =
+        sources.iter().flat_map(|s| s.tables.iter()).map(|t| (t, false)).chain(tools.iter().map(|t| (t, true)));
     let mut matches = Vec::new();
-    for other in sources.iter().flat_map(|s| s.tables.iter()) {
+    for (other, identifying_only) in candidates {
         if *other == qualified {
             continue;
         }
         let Ok(p) = ctx.table_provider(other.as_str()).await else { continue };
         for f in p.schema().fields() {
+            if identifying_only && !MATCHABLE.contains(&f.name().as_str()) {
+                continue;
+            }
             let oc = quote_ident(f.name());
             for k in &keys {
                 let kq = quote_ident(k);

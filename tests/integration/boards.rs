@@ -31,7 +31,7 @@ async fn each_example_board_returns_what_the_generator_planted() {
     let e = &demo.engine;
     let boards = strings(e, "select name, error from jcsql.boards order by name").await;
     assert_eq!(boards.len(), jcsql::cli::workspace::EXAMPLE_BOARDS.len());
-    assert_eq!(boards.len(), 18);
+    assert_eq!(boards.len(), 22);
     assert!(boards.iter().all(|b| b[1] == "NULL"), "{boards:?}");
 
     let active_no_mfa =
@@ -62,6 +62,18 @@ async fn each_example_board_returns_what_the_generator_planted() {
         ("hr_leavers_still_active", (0..org.users.len()).filter(|&i| is_leaver(i) && !org.users[i].suspended).count()),
         ("unenrolled_laptops", 3),
         ("unencrypted_devices", org.devices.iter().filter(|d| d.fde["active"] == false).count()),
+        // The demo's Google account: the demo org's people, less a few, plus contractors.
+        (
+            "google_accounts_without_jumpcloud_user",
+            demo.google.org().people.iter().filter(|p| !org.users.iter().any(|u| u.email == p.email)).count(),
+        ),
+        (
+            "suspended_in_jumpcloud_active_in_google",
+            org.users
+                .iter()
+                .filter(|u| u.suspended && demo.google.org().people.iter().any(|p| p.email == u.email && !p.suspended))
+                .count(),
+        ),
     ];
     for (board, n) in &expected {
         assert!(*n > 0, "the generator plants rows for {board}");

@@ -9,6 +9,7 @@ mod cli;
 mod common;
 mod errors;
 mod exports;
+mod google;
 mod orgs;
 mod recordings;
 mod repl;
