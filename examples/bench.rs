@@ -266,6 +266,7 @@ async fn bench(a: Args) {
     eprintln!("example boards…");
     let mut boards = Vec::new();
     let mut wire: Vec<(String, WireRun)> = Vec::new();
+    let mut natural: Vec<Natural> = Vec::new();
     let boards_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/boards");
     if let Ok(rd) = std::fs::read_dir(&boards_dir) {
         let mut files: Vec<PathBuf> =
@@ -307,6 +308,8 @@ async fn bench(a: Args) {
                 boards.push((name, median(times), rows));
             }
         }
+        eprintln!("natural queries, jcsql and DuckDB side by side…");
+        natural = side_by_side(&engine, a.runs).await;
         eprintln!("the Postgres wire (pgbench)…");
         wire = wire_bench(&engine, &org).await;
     }
@@ -421,6 +424,27 @@ async fn bench(a: Args) {
             check(*d < Duration::from_millis(100))
         ));
     }
+    if !natural.is_empty() {
+        let (ours, theirs): (f64, f64) =
+            natural.iter().map(|n| (n.jcsql_ms, n.duckdb_ms)).fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
+        for n in &natural {
+            out.push_str(&format!(
+                "| natural SQL: {} ({} rows) | jcsql {:.1} ms, DuckDB {:.1} ms, ×{:.2} | ≤ 1.0 × DuckDB | {} |\n",
+                n.name,
+                n.rows,
+                n.jcsql_ms,
+                n.duckdb_ms,
+                n.jcsql_ms / n.duckdb_ms,
+                check(n.jcsql_ms <= n.duckdb_ms)
+            ));
+        }
+        out.push_str(&format!(
+            "| natural SQL: all {} queries | jcsql {ours:.1} ms, DuckDB {theirs:.1} ms, ×{:.2} | ≤ 1.0 × DuckDB | {} |\n",
+            natural.len(),
+            ours / theirs,
+            check(ours <= theirs)
+        ));
+    }
     for (what, run) in &wire {
         let target = if what.contains("1 client") && what.contains("by id") {
             format!("< 5 ms | {}", check(run.latency_ms < 5.0))
@@ -457,6 +481,82 @@ async fn bench(a: Args) {
         std::fs::write(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/BENCH.md"), doc)
             .expect("write BENCH.md");
     }
+}
+
+struct Natural {
+    name: String,
+    rows: usize,
+    jcsql_ms: f64,
+    duckdb_ms: f64,
+}
+
+/// `examples/natural_queries.sql` in jcsql (warm, in process) and in DuckDB (Python package, in
+/// memory, on the same rows exported by jcsql as Parquet), median of `runs` each.
+async fn side_by_side(engine: &jcsql::Engine, runs: usize) -> Vec<Natural> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let text = std::fs::read_to_string(root.join("natural_queries.sql")).expect("natural_queries.sql");
+    let mut queries: Vec<(String, String)> = Vec::new();
+    for line in text.lines() {
+        if let Some(name) = line.strip_prefix("-- name:") {
+            queries.push((name.trim().to_string(), String::new()));
+        } else if let Some((_, sql)) = queries.last_mut().filter(|_| !line.starts_with("--")) {
+            sql.push_str(line);
+            sql.push('\n');
+        }
+    }
+    let dir = tempfile::tempdir().expect("dir");
+    for t in [
+        "users",
+        "user_groups",
+        "user_group_members",
+        "devices",
+        "device_users",
+        "applications",
+        "application_users",
+        "application_user_groups",
+    ] {
+        let path = dir.path().join(format!("{t}.parquet"));
+        let copy = format!("COPY (SELECT * FROM jumpcloud.{t}) TO '{}' STORED AS PARQUET", path.display());
+        engine.sql(&copy).await.expect("export to Parquet");
+    }
+    let view = jcsql::jumpcloud::tables::VIEWS[0].sql_for("jumpcloud");
+    let duck = tokio::task::block_in_place(|| {
+        Command::new("python3")
+            .arg(root.join("duckdb_side_by_side.py"))
+            .arg(dir.path())
+            .arg(root.join("natural_queries.sql"))
+            .arg(runs.to_string())
+            .arg(&view)
+            .output()
+    });
+    let duck = match duck {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
+        Ok(o) => {
+            eprintln!("DuckDB side failed (pip install duckdb): {}", String::from_utf8_lossy(&o.stderr));
+            return Vec::new();
+        }
+        Err(e) => {
+            eprintln!("python3 is missing: {e}");
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for (name, sql) in queries {
+        let rows = engine.sql(&sql).await.map(|b| b.iter().map(|b| b.num_rows()).sum::<usize>()).expect(&name);
+        let mut times = Vec::new();
+        for _ in 0..runs {
+            let t = Instant::now();
+            let _ = engine.sql(&sql).await;
+            times.push(t.elapsed());
+        }
+        let Some(line) = duck.lines().find(|l| l.split('\t').next() == Some(name.as_str())) else { continue };
+        let fields: Vec<&str> = line.split('\t').collect();
+        let duckdb_ms: f64 = fields.get(1).and_then(|v| v.parse().ok()).unwrap_or(f64::NAN);
+        let duck_rows: usize = fields.get(2).and_then(|v| v.parse().ok()).unwrap_or(0);
+        assert_eq!(rows, duck_rows, "{name}: jcsql and DuckDB disagree on the row count");
+        out.push(Natural { name, rows, jcsql_ms: median(times).as_secs_f64() * 1000.0, duckdb_ms });
+    }
+    out
 }
 
 struct WireRun {

@@ -6,7 +6,6 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use datafusion::datasource::ViewTable;
 use datafusion::execution::context::SQLOptions;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
@@ -157,7 +156,7 @@ pub async fn load_all(ctx: &SessionContext, dir: &Path) -> Vec<Board> {
             }
             match plan(ctx, &b.sql).await {
                 Ok((plan, tables)) => {
-                    let view = Arc::new(ViewTable::new(plan, Some(b.sql.clone())));
+                    let view = Arc::new(crate::catalog::OrderedView::new(plan, b.sql.clone()));
                     match ctx.register_table(format!("{SCHEMA}.{}", b.name), view) {
                         Ok(_) => {
                             b.tables = tables;

@@ -9,7 +9,6 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{CatalogProvider, MemorySchemaProvider, SchemaProvider};
 use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::datasource::ViewTable;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SQLOptions;
 use datafusion::logical_expr::LogicalPlan;
@@ -425,7 +424,8 @@ async fn register_connection(
             .create_logical_plan(&sql)
             .await
             .map_err(|e| registration(format!("view {}.{}: {e}", conn.name, view.name)))?;
-        schema.add_view(view.name, Arc::new(ViewTable::new(plan, Some(sql))));
+        // Kept as rows, recomputed when a source snapshot changes (DESIGN §8: natural SQL).
+        schema.add_view(view.name, Arc::new(crate::catalog::MaterializedView::new(conn.clone(), plan)));
     }
     Ok(())
 }

@@ -41,6 +41,12 @@ async fn plan_writes_nothing_apply_writes_exactly_the_plan() {
     query(&e, "create view finance_size as select count(*) as n from jumpcloud.user_group_members m join jumpcloud.user_groups g on g.id = m.group_id where g.name = 'Finance'").await;
     let before = count(&e, "select n from finance_size").await;
     assert_eq!(before, org.group_members[finance].len() as i64);
+    // The access view is kept as rows; it must follow the memberships the action changes.
+    let finance_apps = org.app_groups.iter().filter(|gs| gs.contains(&finance)).count() as i64;
+    let access_via_finance = "select count(*) from jumpcloud.user_application_access where via_group_id = (select id from jumpcloud.user_groups where name = 'Finance')";
+    let access_before = count(&e, access_via_finance).await;
+    assert!(finance_apps > 0, "Finance reaches an application");
+    assert_eq!(access_before, before * finance_apps);
 
     let sql = "select username, add_user_to_group(email, 'Finance') as status from jumpcloud.users where department = 'Legal' order by username";
     let done = e.execute(sql).await.expect("plans");
@@ -66,6 +72,7 @@ async fn plan_writes_nothing_apply_writes_exactly_the_plan() {
     // Boards see the change at once, from the patched cache: no request.
     sim.clear_requests();
     assert_eq!(count(&e, "select n from finance_size").await, before + legal.len() as i64);
+    assert_eq!(count(&e, access_via_finance).await, (before + legal.len() as i64) * finance_apps);
     assert_eq!(sim.request_count(), 0);
 
     // The same statement again: every call is now already_member.
