@@ -217,6 +217,9 @@ pub fn spread(batches: &[RecordBatch], n: usize) -> Vec<Vec<RecordBatch>> {
     partitions
 }
 
+/// A view's rows and the source snapshots they were computed from.
+type Materialized = (Vec<Arc<Snapshot>>, Arc<Vec<RecordBatch>>);
+
 /// A view over a connection's tables kept as rows: computed once for each set of source
 /// snapshots (a fetch, or an action's patch, makes new ones) rather than expanded at every query.
 /// `user_application_access` is a union and a join over ~300,000 memberships at 100,000 users.
@@ -228,7 +231,7 @@ pub struct MaterializedView {
     schema: SchemaRef,
     /// The source snapshots the rows were computed from (held, so identity is exact), and the
     /// rows. The async lock makes a recomputation single-flight.
-    held: tokio::sync::Mutex<Option<(Vec<Arc<Snapshot>>, Arc<Vec<RecordBatch>>)>>,
+    held: tokio::sync::Mutex<Option<Materialized>>,
 }
 
 impl MaterializedView {
