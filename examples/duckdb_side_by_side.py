@@ -34,10 +34,10 @@ if name:
 
 for name, sql in queries:
     sql = sql.strip().rstrip(";")
-    rows = len(con.execute(sql).fetch_arrow_table())
+    rows = len(con.execute(sql).fetchall())
     times = []
     for _ in range(runs):
         t = time.perf_counter()
-        con.execute(sql).fetch_arrow_table()
+        con.execute(sql).fetchall()
         times.append((time.perf_counter() - t) * 1000)
     print(f"{name}\t{statistics.median(times):.3f}\t{rows}", flush=True)
