@@ -314,7 +314,15 @@ impl Engine {
     /// One line for an error: nearest tables for an unknown table, nearest columns for an
     /// unknown column, our own message for our own errors.
     pub fn explain(&self, err: &DataFusionError) -> String {
-        crate::explain::explain(err, &crate::explain::known_tables(&self.ctx))
+        let text = crate::explain::explain(err, &crate::explain::known_tables(&self.ctx));
+        let google = format!("unknown table {}.", crate::google::SCHEMA);
+        if text.starts_with(&google) && self.tools.is_empty() {
+            return format!(
+                "{}; Google Workspace is not connected: run `jcsql connect google --service-account FILE --subject ADMIN_EMAIL` (or try `jcsql demo`, which has a Google account)",
+                text.split(';').next().unwrap_or(&text)
+            );
+        }
+        text
     }
 
     /// Runs one statement. Action calls in it are planned, never applied: a disabled action is

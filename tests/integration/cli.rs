@@ -37,6 +37,14 @@ async fn sync_prints_a_summary_and_restarts_offline() {
     assert_eq!(text(&out.stdout), "n\n230\n");
     assert_eq!(sim.request_count(), 0);
 
+    // Google's schema, asked for before Google is connected, says how to connect it.
+    let out = run(strs(&["-c", "select count(*) from google.users"]), env.clone(), None).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "Error: unknown table google.users; Google Workspace is not connected: run `jcsql connect google --service-account FILE --subject ADMIN_EMAIL` (or try `jcsql demo`, which has a Google account)\n"
+    );
+
     // Unknown table names are one-line errors that list the tables.
     let out = run(strs(&["sync", "userz"]), env, None).await;
     assert_eq!(out.status.code(), Some(1));
