@@ -188,11 +188,9 @@ impl TableProvider for ConnectionTable {
             }
             (_, None) => self.conn.snapshot_for_query(&self.table).await?.batches.clone(),
         };
-        let partitions = spread(&batches, state.config().target_partitions());
-        let exec = MemorySourceConfig::try_new(&partitions, self.schema(), projection.cloned())?;
         // A limit is only safe when no filter is left for DataFusion to apply after the scan.
-        let exec = if filters.is_empty() { exec.with_limit(limit) } else { exec };
-        Ok(datafusion::datasource::memory::DataSourceExec::from_data_source(exec))
+        let limit = if filters.is_empty() { limit } else { None };
+        spread_exec(state, &batches, self.schema(), projection, limit)
     }
 }
 
@@ -215,6 +213,19 @@ pub fn spread(batches: &[RecordBatch], n: usize) -> Vec<Vec<RecordBatch>> {
         }
     }
     partitions
+}
+
+/// The scan of rows held in memory, [`spread`] over the session's partitions.
+fn spread_exec(
+    state: &dyn Session,
+    batches: &[RecordBatch],
+    schema: SchemaRef,
+    projection: Option<&Vec<usize>>,
+    limit: Option<usize>,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let partitions = spread(batches, state.config().target_partitions());
+    let exec = MemorySourceConfig::try_new(&partitions, schema, projection.cloned())?.with_limit(limit);
+    Ok(datafusion::datasource::memory::DataSourceExec::from_data_source(exec))
 }
 
 /// A view's rows and the source snapshots they were computed from.
@@ -288,9 +299,7 @@ impl TableProvider for MaterializedView {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let rows = self.rows(state).await?;
-        let partitions = spread(&rows, state.config().target_partitions());
-        let exec = MemorySourceConfig::try_new(&partitions, self.schema(), projection.cloned())?.with_limit(limit);
-        Ok(datafusion::datasource::memory::DataSourceExec::from_data_source(exec))
+        spread_exec(state, &rows, self.schema(), projection, limit)
     }
 }
 

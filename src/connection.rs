@@ -277,13 +277,45 @@ impl Connection {
 
     /// The parents a relation table is fetched for: the given ones, or every id in the parent
     /// table's snapshot (refreshed first when stale).
-    pub async fn parent_ids(&self, parent: &str, only: Option<&[String]>) -> Result<Vec<String>> {
+    async fn parent_ids(&self, parent: &str, only: Option<&[String]>) -> Result<Vec<String>> {
         if let Some(ids) = only {
             return Ok(ids.to_vec());
         }
         let parent_table = self.table(parent)?.clone();
         let parent_snap = Box::pin(self.snapshot_for_query(&parent_table)).await?;
         Ok(ids_of(&parent_snap.batches))
+    }
+
+    /// One listing per parent of the relation table `def` (the given parents, or every row of
+    /// `parent`), `in_flight` at once, each counted on the progress bar as it completes.
+    pub async fn per_parent<T, F, Fut>(
+        &self,
+        def: &TableDef,
+        parent: &str,
+        only: Option<&[String]>,
+        in_flight: usize,
+        list: F,
+    ) -> Result<Vec<T>>
+    where
+        F: Fn(String) -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        use futures::{StreamExt, TryStreamExt};
+        let ids = self.parent_ids(parent, only).await?;
+        let observer = self.observer();
+        observer.started(def.name, Some(ids.len() as u64), "parents");
+        futures::stream::iter(ids)
+            .map(|id| {
+                let (listed, observer) = (list(id), observer.clone());
+                async move {
+                    let listing = listed.await?;
+                    observer.advance(def.name, 1);
+                    Ok(listing)
+                }
+            })
+            .buffer_unordered(in_flight.max(1))
+            .try_collect()
+            .await
     }
 
     /// How long `table`'s snapshots stay fresh: the connection's freshness, or the table's own

@@ -1,10 +1,11 @@
-//! What both connectors' HTTP clients share: parsing a page off the async workers into a
+//! What both connectors' HTTP clients share: a list page's envelope, parsed off the async workers into a
 //! [`PageDecoder`], transport errors in one line, jitter for backoff, and the TLS provider.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use serde::de::{DeserializeSeed, Visitor};
+use serde::Deserialize;
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 
 use crate::error::one_line;
 use crate::table::decode::PageDecoder;
@@ -24,6 +25,52 @@ pub struct Listing<B> {
 impl<B> Default for Listing<B> {
     fn default() -> Self {
         Listing { pages: Vec::new(), expected: None, requests: 0, bytes: 0 }
+    }
+}
+
+/// A list page's object: the records under `items` decoded by `P` (`None` when absent or null),
+/// and the one other field the paging needs under `other` (JumpCloud's `totalCount`, Google's
+/// `nextPageToken`). Everything else is skipped unread.
+pub struct Envelope<'p, P, T> {
+    pub items: &'p str,
+    pub other: &'p str,
+    pub decoder: &'p P,
+    pub other_type: std::marker::PhantomData<T>,
+}
+
+impl<'p, P, T> Envelope<'p, P, T> {
+    pub fn new(items: &'p str, other: &'p str, decoder: &'p P) -> Self {
+        Envelope { items, other, decoder, other_type: std::marker::PhantomData }
+    }
+}
+
+/// The records of a list page (decoded, and how many), and its other field.
+pub type EnvelopeOf<P, T> = (Option<(<P as PageDecoder>::Page, u64)>, Option<T>);
+
+impl<'de, P: PageDecoder, T: Deserialize<'de>> DeserializeSeed<'de> for Envelope<'_, P, T> {
+    type Value = EnvelopeOf<P, T>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, P: PageDecoder, T: Deserialize<'de>> Visitor<'de> for Envelope<'_, P, T> {
+    type Value = EnvelopeOf<P, T>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "an object with `{}` and `{}`", self.items, self.other)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Self::Value, A::Error> {
+        let (mut records, mut other) = (None, None);
+        while let Some(key) = map.next_key::<String>()? {
+            if key == self.items {
+                records = map.next_value_seed(OptionalRecords(self.decoder))?;
+            } else if key == self.other {
+                other = map.next_value::<Option<T>>()?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok((records, other))
     }
 }
 

@@ -666,9 +666,8 @@ async fn sync(engine: &Engine, tables: &[String], g: &GlobalArgs) -> Result<u8, 
     if tables.is_empty() {
         jobs = engine.tools().iter().map(|t| (t, Vec::new())).collect();
     }
-    if !tables.is_empty() && jumpcloud_tables.is_empty() {
-        // Only other tools' tables were named.
-    } else {
+    // JumpCloud, unless only other tools' tables were named.
+    if tables.is_empty() || !jumpcloud_tables.is_empty() {
         jobs.insert(0, (engine.connection(), jumpcloud_tables));
     }
     let started = std::time::Instant::now();

@@ -8,13 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
 use tokio::sync::{Mutex, Semaphore};
 
 use super::auth::{AccessToken, JWT_BEARER, ServiceAccount, TokenResponse};
 use crate::error::{GoogleError, JcsqlError, Result, one_line};
-use crate::http::{Listing, OptionalRecords, install_crypto_provider, jitter, parse_body, transport_reason};
+use crate::http::{Envelope, EnvelopeOf, Listing, install_crypto_provider, jitter, parse_body, transport_reason};
 use crate::table::decode::PageDecoder;
 
 pub const DEFAULT_API_URL: &str = "https://admin.googleapis.com/admin/directory/v1";
@@ -200,17 +199,17 @@ impl GoogleClient {
     async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<bytes::Bytes> {
         let url = format!("{}{path}", self.cfg.api_url);
         let what = format!("GET {}", path.split('?').next().unwrap_or(path));
-        let mut token = self.token(None).await?;
-        for renewed in [false, true] {
-            let sent = self.send(&what, &url, || Ok(self.http.get(&url).query(query).bearer_auth(&token))).await;
-            match sent {
-                Err(JcsqlError::Google(GoogleError::Http { status: 401, .. })) if !renewed => {
-                    token = self.token(Some(&token)).await?;
-                }
-                other => return other,
+        let send = |token: String| {
+            let (url, what) = (&url, &what);
+            async move { self.send(what, url, || Ok(self.http.get(url).query(query).bearer_auth(&token))).await }
+        };
+        let token = self.token(None).await?;
+        match send(token.clone()).await {
+            Err(JcsqlError::Google(GoogleError::Http { status: 401, .. })) => {
+                send(self.token(Some(&token)).await?).await
             }
+            answered => answered,
         }
-        unreachable!("the loop returns on its second pass")
     }
 
     /// Every page of a list (`/users?projection=full`, `/groups/{id}/members`), following
@@ -321,44 +320,9 @@ fn error_of(status: StatusCode, body: &[u8]) -> (String, String) {
     (message, reason)
 }
 
-/// A page's records (decoded, and how many) when it held any, and the next page's token.
-pub type ParsedPage<P> = (Option<(<P as PageDecoder>::Page, u64)>, Option<String>);
-
 /// One page of a Directory API list: its records under `items` (`users`, `groups`, `members`),
-/// decoded by `decoder` (`None` when the list is empty), and the next page's token.
-pub fn parse_page<P: PageDecoder>(items: &str, body: &[u8], decoder: &P) -> serde_json::Result<ParsedPage<P>> {
-    parse_body(body, Envelope { items, decoder })
-}
-
-/// `{kind, etag, <items>: [...], nextPageToken}`; an empty list omits `<items>` entirely.
-struct Envelope<'p, P> {
-    items: &'p str,
-    decoder: &'p P,
-}
-
-impl<'de, P: PageDecoder> DeserializeSeed<'de> for Envelope<'_, P> {
-    type Value = (Option<(P::Page, u64)>, Option<String>);
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<Self::Value, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de, P: PageDecoder> Visitor<'de> for Envelope<'_, P> {
-    type Value = (Option<(P::Page, u64)>, Option<String>);
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "an object with `{}` and `nextPageToken`", self.items)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Self::Value, A::Error> {
-        let (mut records, mut next) = (None, None);
-        while let Some(key) = map.next_key::<String>()? {
-            if key == self.items {
-                records = map.next_value_seed(OptionalRecords(self.decoder))?;
-            } else if key == "nextPageToken" {
-                next = map.next_value::<Option<String>>()?;
-            } else {
-                map.next_value::<IgnoredAny>()?;
-            }
-        }
-        Ok((records, next))
-    }
+/// decoded by `decoder` (`None` when the list is empty: Google then omits the key), and the next
+/// page's token.
+pub fn parse_page<P: PageDecoder>(items: &str, body: &[u8], decoder: &P) -> serde_json::Result<EnvelopeOf<P, String>> {
+    parse_body(body, Envelope::new(items, "nextPageToken", decoder))
 }

@@ -14,7 +14,6 @@ use std::time::Instant;
 use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::TimestampMicrosecondType;
-use futures::{StreamExt, TryStreamExt, stream};
 
 use crate::cache::{CachedTable, Snapshot};
 use crate::connection::{Connection, Connector, Fetched, Freshness, RefreshSummary, finish_fetch, now_us};
@@ -57,26 +56,17 @@ impl Connector for GoogleConnector {
                 (fetched.pages, fetched.bytes, fetched.requests) = (listing.pages, listing.bytes, listing.requests);
             }
             Source::PerParent { parent, path, query } => {
-                let parent_ids = conn.parent_ids(parent, only_parents).await?;
-                observer.started(name, Some(parent_ids.len() as u64), "parents");
-                let listings: Vec<_> = stream::iter(parent_ids)
-                    .map(|id| {
-                        let observer = observer.clone();
-                        async move {
-                            let url = path.replace("{id}", &id);
-                            let decoder = TablePage { def, parent: Some(id.as_str()), fetched_at_us };
-                            let listing = match self.client.list(&url, query, &|_| {}, &decoder).await {
-                                Ok(l) => l,
-                                // Deleted between the two listings: it has no members.
-                                Err(JcsqlError::Google(GoogleError::Http { status: 404, .. })) => Default::default(),
-                                Err(e) => return Err(e),
-                            };
-                            observer.advance(name, 1);
-                            Ok::<_, JcsqlError>(listing)
+                let in_flight = self.client.config().max_in_flight.max(1) * 2;
+                let listings = conn
+                    .per_parent(def, parent, only_parents, in_flight, |id| async move {
+                        let url = path.replace("{id}", &id);
+                        let decoder = TablePage { def, parent: Some(id.as_str()), fetched_at_us };
+                        match self.client.list(&url, query, &|_| {}, &decoder).await {
+                            // Deleted between the two listings: it has no members.
+                            Err(JcsqlError::Google(GoogleError::Http { status: 404, .. })) => Ok(Default::default()),
+                            listed => listed,
                         }
                     })
-                    .buffer_unordered(self.client.config().max_in_flight.max(1) * 2)
-                    .try_collect()
                     .await?;
                 for l in listings {
                     fetched.bytes += l.bytes;

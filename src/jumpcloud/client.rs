@@ -10,14 +10,14 @@ use std::time::{Duration, Instant};
 use futures::{StreamExt, TryStreamExt, stream};
 use reqwest::StatusCode;
 use serde::Deserialize;
-use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde::de::IgnoredAny;
 use serde_json::Value;
 use tokio::sync::{Mutex, Semaphore};
 
 use crate::error::{JcsqlError, Result, one_line};
 pub use crate::http::Listing;
 pub use crate::http::install_crypto_provider;
-use crate::http::{OptionalRecords, Records, jitter, parse_body, transport_reason};
+use crate::http::{Envelope, Records, jitter, parse_body, transport_reason};
 use crate::table::decode::PageDecoder;
 
 /// JumpCloud pages hold at most 100 records; asking for more is a 400.
@@ -114,36 +114,6 @@ impl PageDecoder for CountRecords {
     type Page = ();
     fn decode_records<'de, D: serde::Deserializer<'de>>(&self, records: D) -> std::result::Result<((), u64), D::Error> {
         Ok(((), Vec::<IgnoredAny>::deserialize(records)?.len() as u64))
-    }
-}
-
-/// `{totalCount, results}`: the count, and the results decoded by `P` (`None` when absent).
-struct V1Envelope<'p, P>(&'p P);
-
-impl<'de, P: PageDecoder> DeserializeSeed<'de> for V1Envelope<'_, P> {
-    type Value = (Option<(P::Page, u64)>, Option<u64>);
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<Self::Value, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de, P: PageDecoder> Visitor<'de> for V1Envelope<'_, P> {
-    type Value = (Option<(P::Page, u64)>, Option<u64>);
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an object with `totalCount` and `results`")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Self::Value, A::Error> {
-        let (mut results, mut total) = (None, None);
-        while let Some(key) = map.next_key::<String>()? {
-            match key.as_str() {
-                "totalCount" => total = map.next_value::<Option<u64>>()?,
-                "results" => results = map.next_value_seed(OptionalRecords(self.0))?,
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok((results, total))
     }
 }
 
@@ -393,7 +363,7 @@ impl JumpCloudClient {
         let query = [("limit", limit.to_string()), ("skip", skip.to_string()), ("sort", "_id".to_string())];
         let page = self.get(path, &query).await?;
         let what = || format!("GET /api{path}");
-        let (results, total) = parse_body(&page.body, V1Envelope(decoder))
+        let (results, total) = parse_body(&page.body, Envelope::<_, u64>::new("results", "totalCount", decoder))
             .map_err(|e| JcsqlError::Decode { what: what(), reason: e.to_string() })?;
         let (decoded, rows) = results
             .ok_or_else(|| JcsqlError::Decode { what: what(), reason: "the body has no `results` list".into() })?;

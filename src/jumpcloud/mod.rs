@@ -14,7 +14,6 @@ use async_trait::async_trait;
 use datafusion::arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::datatypes::TimestampMicrosecondType;
-use futures::{StreamExt, TryStreamExt, stream};
 use serde_json::json;
 
 use crate::cache::{CachedTable, Snapshot};
@@ -92,28 +91,19 @@ impl Connector for JumpCloudConnector {
                 (l.pages, l.expected, l.bytes, l.requests)
             }
             Source::PerParent { parent, path, query } => {
-                let parent_ids = conn.parent_ids(parent, only_parents).await?;
-                observer.started(name, Some(parent_ids.len() as u64), "parents");
-                let listings: Vec<Listing<PageRows>> = stream::iter(parent_ids)
-                    .map(|id| {
+                let in_flight = client.config().max_in_flight.max(1) * 2;
+                let listings: Vec<Listing<PageRows>> = conn
+                    .per_parent(def, parent, only_parents, in_flight, |id| async move {
                         let url = path.replace("{id}", &id);
-                        let observer = observer.clone();
-                        async move {
-                            let decoder = TablePage { def, parent: Some(id.as_str()), fetched_at_us };
-                            let l = match client.list(&url, query, &|_, _| {}, &decoder).await {
-                                Ok(l) => l,
-                                // The parent went away (or never existed): it has no children.
-                                Err(JcsqlError::Http { status: 404 | 400, .. }) => {
-                                    Listing { requests: 1, ..Default::default() }
-                                }
-                                Err(e) => return Err(e),
-                            };
-                            observer.advance(name, 1);
-                            Ok::<_, JcsqlError>(l)
+                        let decoder = TablePage { def, parent: Some(id.as_str()), fetched_at_us };
+                        match client.list(&url, query, &|_, _| {}, &decoder).await {
+                            // The parent went away (or never existed): it has no children.
+                            Err(JcsqlError::Http { status: 404 | 400, .. }) => {
+                                Ok(Listing { requests: 1, ..Default::default() })
+                            }
+                            listed => listed,
                         }
                     })
-                    .buffer_unordered(client.config().max_in_flight.max(1) * 2)
-                    .try_collect()
                     .await?;
                 let mut pages = Vec::new();
                 let mut expected = Some(0u64);

@@ -121,8 +121,9 @@ fn command_name(statement: &Statement) -> String {
     }
 }
 
-fn refused(statement: &Statement) -> Option<PgWireResult<Response>> {
-    ReadOnlyGuard::check(statement).err().map(|info| Err(PgWireError::UserError(info)))
+/// The error a refused statement answers with, in either protocol.
+fn refusal_of(statement: &Statement) -> Option<PgWireError> {
+    ReadOnlyGuard::check(statement).err().map(PgWireError::UserError)
 }
 
 #[async_trait]
@@ -133,7 +134,7 @@ impl QueryHook for ReadOnlyGuard {
         _session_context: &SessionContext,
         _client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
-        refused(statement)
+        refusal_of(statement).map(Err)
     }
 
     async fn handle_extended_parse_query(
@@ -142,7 +143,7 @@ impl QueryHook for ReadOnlyGuard {
         _session_context: &SessionContext,
         _client: &(dyn ClientInfo + Send + Sync),
     ) -> Option<PgWireResult<LogicalPlan>> {
-        ReadOnlyGuard::check(statement).err().map(|info| Err(PgWireError::UserError(info)))
+        refusal_of(statement).map(Err)
     }
 
     async fn handle_extended_query(
@@ -153,7 +154,7 @@ impl QueryHook for ReadOnlyGuard {
         _session_context: &SessionContext,
         _client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
-        refused(statement)
+        refusal_of(statement).map(Err)
     }
 }
 
