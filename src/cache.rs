@@ -50,9 +50,15 @@ pub struct Snapshot {
     pub batches: Vec<RecordBatch>,
     /// `None` until the table has been fetched (or loaded from disk) once.
     pub meta: Option<SnapshotMeta>,
+    /// Computed from `batches` when a query first needs them.
+    pub statistics: crate::statistics::HeldStatistics,
 }
 
 impl Snapshot {
+    pub fn new(batches: Vec<RecordBatch>, meta: SnapshotMeta) -> Self {
+        Snapshot { batches, meta: Some(meta), statistics: Default::default() }
+    }
+
     pub fn age_seconds(&self, now_us: i64) -> Option<f64> {
         self.meta.as_ref().map(|m| (now_us - m.fetched_at_us).max(0) as f64 / 1e6)
     }
@@ -231,7 +237,7 @@ impl CachedTable {
         let batches = f(&current.batches)?;
         let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
         let since = meta.fetched_at_us;
-        self.store(Snapshot { batches: batches.clone(), meta: Some(SnapshotMeta { rows, ..meta }) })?;
+        self.store(Snapshot::new(batches.clone(), SnapshotMeta { rows, ..meta }))?;
         let now = chrono::Utc::now().timestamp_micros();
         self.record_changes(&current.batches, &batches, Some(since), now, ChangeSource::Action).map(|_| ())
     }
@@ -341,7 +347,7 @@ fn read_snapshot(path: &Path, schema: &SchemaRef) -> Result<Option<Snapshot>> {
     if rows != meta.rows {
         return Err(bad(format!("{rows} rows where {} were written", meta.rows)));
     }
-    Ok(Some(Snapshot { batches, meta: Some(meta) }))
+    Ok(Some(Snapshot::new(batches, meta)))
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use datafusion::physical_plan::ExecutionPlan;
 
 use crate::cache::{CachedTable, Snapshot};
 use crate::connection::{Connection, LogFilter};
+use crate::statistics::{HeldRowsSource, HeldStatistics};
 use crate::table::Source;
 
 /// A connection's table. The provider never changes; the snapshot inside it is swapped on
@@ -177,6 +178,8 @@ impl TableProvider for ConnectionTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        // A limit is only safe when no filter is left for DataFusion to apply after the scan.
+        let limit = if filters.is_empty() { limit } else { None };
         let batches = match (&self.table.def.source, self.parent_ids(filters)) {
             (_, Some(ids)) => self.conn.rows_for_parents(&self.table, &ids).await?,
             (Source::Log { time_column, .. }, None) => {
@@ -186,11 +189,19 @@ impl TableProvider for ConnectionTable {
                 }
                 self.conn.rows_for_log(&self.table, &filter).await?
             }
-            (_, None) => self.conn.snapshot_for_query(&self.table).await?.batches.clone(),
+            (_, None) => {
+                let snapshot = self.conn.snapshot_for_query(&self.table).await?;
+                return spread_exec(
+                    state,
+                    &snapshot.batches,
+                    self.schema(),
+                    projection,
+                    limit,
+                    Some(&snapshot.statistics),
+                );
+            }
         };
-        // A limit is only safe when no filter is left for DataFusion to apply after the scan.
-        let limit = if filters.is_empty() { limit } else { None };
-        spread_exec(state, &batches, self.schema(), projection, limit)
+        spread_exec(state, &batches, self.schema(), projection, limit, None)
     }
 }
 
@@ -215,21 +226,31 @@ pub fn spread(batches: &[RecordBatch], n: usize) -> Vec<Vec<RecordBatch>> {
     partitions
 }
 
-/// The scan of rows held in memory, [`spread`] over the session's partitions.
+/// The scan of rows held in memory, [`spread`] over the session's partitions, with the rows'
+/// column statistics when they are held (a snapshot, a kept view) rather than fetched for this
+/// query.
 fn spread_exec(
     state: &dyn Session,
     batches: &[RecordBatch],
     schema: SchemaRef,
     projection: Option<&Vec<usize>>,
     limit: Option<usize>,
+    statistics: Option<&HeldStatistics>,
 ) -> Result<Arc<dyn ExecutionPlan>> {
-    let partitions = spread(batches, state.config().target_partitions());
-    let exec = MemorySourceConfig::try_new(&partitions, schema, projection.cloned())?.with_limit(limit);
-    Ok(datafusion::datasource::memory::DataSourceExec::from_data_source(exec))
+    let n = state.config().target_partitions();
+    let partitions = spread(batches, n);
+    let exec = MemorySourceConfig::try_new(&partitions, schema.clone(), projection.cloned())?.with_limit(limit);
+    match statistics {
+        Some(held) => {
+            let statistics = held.of(batches, &schema, projection).with_fetch(limit, 0, n)?;
+            Ok(HeldRowsSource::exec(exec, statistics))
+        }
+        None => Ok(datafusion::datasource::memory::DataSourceExec::from_data_source(exec)),
+    }
 }
 
-/// A view's rows and the source snapshots they were computed from.
-type Materialized = (Vec<Arc<Snapshot>>, Arc<Vec<RecordBatch>>);
+/// The source snapshots a view's rows were computed from, and the rows (with their statistics).
+type Materialized = (Vec<Arc<Snapshot>>, Arc<Snapshot>);
 
 /// A view over a connection's tables kept as rows: computed once for each set of source
 /// snapshots (a fetch, or an action's patch, makes new ones) rather than expanded at every query.
@@ -262,7 +283,7 @@ impl MaterializedView {
         MaterializedView { conn, sources, plan, schema, held: tokio::sync::Mutex::new(None) }
     }
 
-    async fn rows(&self, state: &dyn Session) -> Result<Arc<Vec<RecordBatch>>> {
+    async fn rows(&self, state: &dyn Session) -> Result<Arc<Snapshot>> {
         let mut current = Vec::with_capacity(self.sources.len());
         for t in &self.sources {
             current.push(self.conn.snapshot_for_query(t).await?);
@@ -275,7 +296,8 @@ impl MaterializedView {
             return Ok(rows.clone());
         }
         let physical = state.create_physical_plan(&self.plan).await?;
-        let rows = Arc::new(datafusion::physical_plan::collect(physical, state.task_ctx()).await?);
+        let batches = datafusion::physical_plan::collect(physical, state.task_ctx()).await?;
+        let rows = Arc::new(Snapshot { batches, ..Default::default() });
         *held = Some((current, rows.clone()));
         Ok(rows)
     }
@@ -299,7 +321,7 @@ impl TableProvider for MaterializedView {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let rows = self.rows(state).await?;
-        spread_exec(state, &rows, self.schema(), projection, limit)
+        spread_exec(state, &rows.batches, self.schema(), projection, limit, Some(&rows.statistics))
     }
 }
 

@@ -184,7 +184,7 @@ pub fn finish_fetch(
         duration,
         bytes_received: bytes,
     };
-    Ok((Snapshot { batches, meta: Some(meta) }, summary))
+    Ok((Snapshot::new(batches, meta), summary))
 }
 
 /// The newest time in a log snapshot.

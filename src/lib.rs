@@ -29,6 +29,7 @@ pub mod http;
 pub mod jumpcloud;
 pub mod serve;
 pub mod sources;
+pub mod statistics;
 pub mod table;
 
 pub use engine::{ConnectionOptions, Engine, EngineOptions};

@@ -271,3 +271,40 @@ async fn two_orgs_live_in_one_engine() {
     assert!(found.iter().any(|f| f.other_table == "jumpcloud_beta.user_group_members"), "{found:?}");
     assert!(found.iter().all(|f| f.other_table.starts_with("jumpcloud_beta.")), "{found:?}");
 }
+
+/// The snapshots tell DataFusion their statistics (rows, nulls, range, distinct values). With
+/// them the natural access query builds its hash table on the few active users instead of on
+/// every access path (a semi join with the users on the build side), and `min`, `max` and
+/// `count(*)` are answered from the statistics, with the same values a scan gives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statistics_put_the_small_side_in_memory_and_answer_exactly() {
+    let t = start(1500).await;
+    let e = &t.engine;
+    let plan = strings(
+        e,
+        "explain select a.display_label, count(distinct x.user_id) as users
+         from jumpcloud.user_application_access x
+         join jumpcloud.applications a on a.id = x.application_id
+         join jumpcloud.users u on u.id = x.user_id
+         where u.state = 'ACTIVATED'
+         group by a.display_label",
+    )
+    .await;
+    let physical = plan.iter().find(|r| r[0] == "physical_plan").map(|r| r[1].clone()).expect("physical plan");
+    assert!(physical.contains("join_type=RightSemi, on=[(id@0, user_id@0)]"), "{physical}");
+    let semi_join_build = physical.lines().skip_while(|l| !l.contains("RightSemi")).nth(2).unwrap_or_default();
+    assert!(semi_join_build.contains("FilterExec: state@1 = ACTIVATED"), "{physical}");
+
+    let from_statistics =
+        "select count(*), min(username), max(username), min(created), max(created) from jumpcloud.users";
+    let plan = strings(e, &format!("explain {from_statistics}")).await;
+    let physical = plan.iter().find(|r| r[0] == "physical_plan").map(|r| r[1].clone()).expect("physical plan");
+    assert!(!physical.contains("AggregateExec"), "answered without reading the rows: {physical}");
+    let scanned = strings(e, &format!("{from_statistics} where id <> ''")).await;
+    assert_eq!(strings(e, from_statistics).await, scanned);
+    let org = t.sim.org();
+    let names: Vec<&str> = org.users.iter().map(|u| u.username.as_str()).collect();
+    assert_eq!(scanned[0][0], "1500");
+    assert_eq!(scanned[0][1], names.iter().min().copied().unwrap_or_default());
+    assert_eq!(scanned[0][2], names.iter().max().copied().unwrap_or_default());
+}
