@@ -730,7 +730,7 @@ impl TableProvider for OrgUnionTable {
 
     async fn scan(
         &self,
-        _state: &dyn Session,
+        state: &dyn Session,
         projection: Option<&Vec<usize>>,
         filters: &[Expr],
         limit: Option<usize>,
@@ -765,9 +765,8 @@ impl TableProvider for OrgUnionTable {
                 batches.push(RecordBatch::try_new(self.schema.clone(), cols)?);
             }
         }
-        let exec = MemorySourceConfig::try_new(&[batches], self.schema(), projection.cloned())?;
-        let exec = if filters.is_empty() { exec.with_limit(limit) } else { exec };
-        Ok(datafusion::datasource::memory::DataSourceExec::from_data_source(exec))
+        let limit = if filters.is_empty() { limit } else { None };
+        spread_exec(state, &batches, self.schema(), projection, limit, None)
     }
 }
 
