@@ -243,14 +243,22 @@ fn spread_exec(
     match statistics {
         Some(held) => {
             let statistics = held.of(batches, &schema, projection).with_fetch(limit, 0, n)?;
-            Ok(HeldRowsSource::exec(exec, statistics))
+            Ok(HeldRowsSource::exec(exec, statistics, None))
         }
         None => Ok(datafusion::datasource::memory::DataSourceExec::from_data_source(exec)),
     }
 }
 
 /// The source snapshots a view's rows were computed from, and the rows (with their statistics).
-type Materialized = (Vec<Arc<Snapshot>>, Arc<Snapshot>);
+type Materialized = (Vec<Arc<Snapshot>>, Arc<KeptRows>);
+
+/// A view's rows (with their statistics) and, when the view is clustered, how many partitions
+/// they are laid out in (`rows.batches` holds the partitions one after another).
+#[derive(Debug)]
+struct KeptRows {
+    rows: Snapshot,
+    clustered: Option<(usize, Vec<usize>)>,
+}
 
 /// A view over a connection's tables kept as rows: computed once for each set of source
 /// snapshots (a fetch, or an action's patch, makes new ones) rather than expanded at every query.
@@ -264,11 +272,13 @@ pub struct MaterializedView {
     /// The source snapshots the rows were computed from (held, so identity is exact), and the
     /// rows. The async lock makes a recomputation single-flight.
     held: tokio::sync::Mutex<Option<Materialized>>,
+    /// The column the rows are laid out by ([`crate::layout`]).
+    clustered_by: Option<usize>,
 }
 
 impl MaterializedView {
     /// `plan` reads tables of `conn` only.
-    pub fn new(conn: Arc<Connection>, plan: LogicalPlan) -> Self {
+    pub fn new(conn: Arc<Connection>, plan: LogicalPlan, clustered_by: Option<&str>) -> Self {
         let mut sources: Vec<Arc<CachedTable>> = Vec::new();
         let _ = plan.apply_with_subqueries(|node| {
             if let LogicalPlan::TableScan(scan) = node
@@ -280,10 +290,11 @@ impl MaterializedView {
             Ok(TreeNodeRecursion::Continue)
         });
         let schema = Arc::new(plan.schema().as_arrow().clone());
-        MaterializedView { conn, sources, plan, schema, held: tokio::sync::Mutex::new(None) }
+        let clustered_by = clustered_by.and_then(|c| schema.index_of(c).ok());
+        MaterializedView { conn, sources, plan, schema, held: tokio::sync::Mutex::new(None), clustered_by }
     }
 
-    async fn rows(&self, state: &dyn Session) -> Result<Arc<Snapshot>> {
+    async fn rows(&self, state: &dyn Session) -> Result<Arc<KeptRows>> {
         let mut current = Vec::with_capacity(self.sources.len());
         for t in &self.sources {
             current.push(self.conn.snapshot_for_query(t).await?);
@@ -297,10 +308,54 @@ impl MaterializedView {
         }
         let physical = state.create_physical_plan(&self.plan).await?;
         let batches = datafusion::physical_plan::collect(physical, state.task_ctx()).await?;
-        let rows = Arc::new(Snapshot { batches, ..Default::default() });
-        *held = Some((current, rows.clone()));
-        Ok(rows)
+        let laid_out = match self.clustered_by {
+            Some(column) => crate::layout::cluster(&batches, column, state.config().target_partitions())?,
+            None => None,
+        };
+        let kept = match laid_out {
+            Some(c) => KeptRows {
+                clustered: Some((c.column, c.partitions.iter().map(Vec::len).collect())),
+                rows: Snapshot { batches: c.partitions.concat(), ..Default::default() },
+            },
+            None => KeptRows { rows: Snapshot { batches, ..Default::default() }, clustered: None },
+        };
+        let kept = Arc::new(kept);
+        *held = Some((current, kept.clone()));
+        Ok(kept)
     }
+}
+
+/// The scan of clustered rows, declaring their partitioning and order when `projection` keeps
+/// the clustering column.
+fn clustered_exec(
+    kept: &KeptRows,
+    schema: SchemaRef,
+    projection: Option<&Vec<usize>>,
+    limit: Option<usize>,
+    n: usize,
+) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+    use datafusion::physical_expr::expressions::Column;
+    use datafusion::physical_expr::{LexOrdering, Partitioning, PhysicalSortExpr};
+    let Some((column, sizes)) = &kept.clustered else { return Ok(None) };
+    let projected_at = match projection {
+        Some(p) => p.iter().position(|c| c == column),
+        None => Some(*column),
+    };
+    let Some(projected_at) = projected_at.filter(|_| sizes.len() == n) else { return Ok(None) };
+    let mut partitions = Vec::with_capacity(n);
+    let mut offset = 0;
+    for &size in sizes {
+        partitions.push(kept.rows.batches[offset..offset + size].to_vec());
+        offset += size;
+    }
+    let name = schema.field(*column).name().clone();
+    let order = LexOrdering::new(vec![PhysicalSortExpr::new_default(Arc::new(Column::new(&name, *column)))]);
+    let memory = MemorySourceConfig::try_new(&partitions, schema.clone(), projection.cloned())?
+        .try_with_sort_information(order.into_iter().collect())?
+        .with_limit(limit);
+    let statistics = kept.rows.statistics.of(&kept.rows.batches, &schema, projection).with_fetch(limit, 0, n)?;
+    let partitioning = Partitioning::Hash(vec![Arc::new(Column::new(&name, projected_at))], n);
+    Ok(Some(HeldRowsSource::exec(memory, statistics, Some(partitioning))))
 }
 
 #[async_trait]
@@ -320,8 +375,12 @@ impl TableProvider for MaterializedView {
         _filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let rows = self.rows(state).await?;
-        spread_exec(state, &rows.batches, self.schema(), projection, limit, Some(&rows.statistics))
+        let kept = self.rows(state).await?;
+        let n = state.config().target_partitions();
+        if let Some(exec) = clustered_exec(&kept, self.schema(), projection, limit, n)? {
+            return Ok(exec);
+        }
+        spread_exec(state, &kept.rows.batches, self.schema(), projection, limit, Some(&kept.rows.statistics))
     }
 }
 

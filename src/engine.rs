@@ -143,8 +143,12 @@ impl Engine {
         }
         unique.extend(tools.iter().cloned());
 
-        let config =
+        let mut config =
             SessionConfig::new().with_information_schema(true).with_default_catalog_and_schema(CATALOG, "public");
+        // Rows already hashed over every core by a grouping column's prefix (a clustered view,
+        // or a join's exchange) are not exchanged again: there is no more parallelism to gain.
+        let cores = config.target_partitions();
+        config.options_mut().optimizer.subset_repartition_threshold = cores;
         let mut ctx = SessionContext::new_with_config(config);
         datafusion_functions_json::register_all(&mut ctx).map_err(registration)?;
         let catalog = ctx.catalog(CATALOG).ok_or_else(|| registration("the default catalog is missing"))?;
@@ -433,7 +437,10 @@ async fn register_connection(
             .await
             .map_err(|e| registration(format!("view {}.{}: {e}", conn.name, view.name)))?;
         // Kept as rows, recomputed when a source snapshot changes (DESIGN §8: natural SQL).
-        schema.add_view(view.name, Arc::new(crate::catalog::MaterializedView::new(conn.clone(), plan)));
+        schema.add_view(
+            view.name,
+            Arc::new(crate::catalog::MaterializedView::new(conn.clone(), plan, view.clustered_by)),
+        );
     }
     Ok(())
 }

@@ -27,6 +27,7 @@ pub mod explain;
 pub mod google;
 pub mod http;
 pub mod jumpcloud;
+pub mod layout;
 pub mod serve;
 pub mod sources;
 pub mod statistics;

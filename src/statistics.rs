@@ -182,20 +182,26 @@ fn hashable(t: &DataType) -> bool {
 
 /// An in-memory scan ([`MemorySourceConfig`]) that reports [`HeldStatistics`] for the whole
 /// scan; everything else is the memory scan's.
+/// When `partitioning` is given (rows laid out by [`crate::layout`]), it is declared too.
 #[derive(Debug)]
 pub struct HeldRowsSource {
     memory: Arc<dyn DataSource>,
     statistics: Arc<Statistics>,
+    partitioning: Option<Partitioning>,
 }
 
 impl HeldRowsSource {
-    pub fn exec(memory: MemorySourceConfig, statistics: Statistics) -> Arc<dyn ExecutionPlan> {
-        let source = HeldRowsSource { memory: Arc::new(memory), statistics: Arc::new(statistics) };
+    pub fn exec(
+        memory: MemorySourceConfig,
+        statistics: Statistics,
+        partitioning: Option<Partitioning>,
+    ) -> Arc<dyn ExecutionPlan> {
+        let source = HeldRowsSource { memory: Arc::new(memory), statistics: Arc::new(statistics), partitioning };
         DataSourceExec::from_data_source(source)
     }
 
     fn wrap(&self, memory: Arc<dyn DataSource>, statistics: Arc<Statistics>) -> Arc<dyn DataSource> {
-        Arc::new(HeldRowsSource { memory, statistics })
+        Arc::new(HeldRowsSource { memory, statistics, partitioning: self.partitioning.clone() })
     }
 }
 
@@ -214,6 +220,10 @@ impl DataSource for HeldRowsSource {
         repartition_file_min_size: usize,
         output_ordering: Option<LexOrdering>,
     ) -> Result<Option<Arc<dyn DataSource>>> {
+        if self.partitioning.is_some() {
+            // Splitting differently would break the declared partitioning.
+            return Ok(None);
+        }
         Ok(self
             .memory
             .repartitioned(target_partitions, repartition_file_min_size, output_ordering)?
@@ -221,7 +231,7 @@ impl DataSource for HeldRowsSource {
     }
 
     fn output_partitioning(&self) -> Partitioning {
-        self.memory.output_partitioning()
+        self.partitioning.clone().unwrap_or_else(|| self.memory.output_partitioning())
     }
 
     fn eq_properties(&self) -> EquivalenceProperties {

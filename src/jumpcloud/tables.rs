@@ -551,6 +551,7 @@ pub static VIEWS: &[ViewDef] = &[ViewDef {
           JOIN {schema}.user_group_members m ON m.group_id = ag.group_id",
     description: "Every path by which a user reaches an application: directly (via_group_id NULL) or through a group.",
     references: &[("user_id", "users"), ("application_id", "applications"), ("via_group_id", "user_groups")],
+    clustered_by: Some("application_id"),
 }];
 
 #[cfg(test)]

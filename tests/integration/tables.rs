@@ -308,3 +308,52 @@ async fn statistics_put_the_small_side_in_memory_and_answer_exactly() {
     assert_eq!(scanned[0][1], names.iter().min().copied().unwrap_or_default());
     assert_eq!(scanned[0][2], names.iter().max().copied().unwrap_or_default());
 }
+
+/// The kept access view is laid out by application: each application's paths on one core (the
+/// one DataFusion's own exchange would pick) and sorted. Counting distinct people per application
+/// runs in one stage without an exchange, and a join that exchanges the other side by the same
+/// hash still meets the right rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_view_is_laid_out_by_application_and_joins_stay_exact() {
+    let t = start(600).await;
+    let e = &t.engine;
+    let org = t.sim.org();
+    let mut people: Vec<Vec<String>> = Vec::new();
+    let mut paths: Vec<Vec<String>> = Vec::new();
+    for (a, app) in org.applications.iter().enumerate() {
+        let mut reach: std::collections::BTreeSet<usize> = org.app_users[a].iter().copied().collect();
+        let mut n = org.app_users[a].len();
+        for &g in &org.app_groups[a] {
+            reach.extend(org.group_members[g].iter().copied());
+            n += org.group_members[g].len();
+        }
+        if !reach.is_empty() {
+            people.push(vec![app.id.clone(), reach.len().to_string()]);
+        }
+        if n > 0 {
+            paths.push(vec![app.id.clone(), n.to_string()]);
+        }
+    }
+    people.sort();
+    paths.sort();
+    assert!(people.len() >= 5, "{} applications reached", people.len());
+
+    let per_app = "select application_id, count(distinct user_id) from jumpcloud.user_application_access \
+                   group by application_id order by application_id";
+    let plan = strings(e, &format!("explain {per_app}")).await;
+    let physical = plan.iter().find(|r| r[0] == "physical_plan").map(|r| r[1].clone()).expect("physical plan");
+    assert!(!physical.contains("RepartitionExec"), "no exchange between cores: {physical}");
+    assert!(physical.contains("mode=SinglePartitioned"), "{physical}");
+    assert_eq!(strings(e, per_app).await, people);
+
+    // Force the join to exchange both sides by hash: the applications side is hashed by
+    // DataFusion, the access side is taken as already laid out.
+    query(e, "set datafusion.optimizer.hash_join_single_partition_threshold = 0").await;
+    query(e, "set datafusion.optimizer.hash_join_single_partition_threshold_rows = 0").await;
+    let joined = "select a.id, count(*) from jumpcloud.user_application_access x \
+                  join jumpcloud.applications a on a.id = x.application_id group by a.id order by a.id";
+    let plan = strings(e, &format!("explain {joined}")).await;
+    let physical = plan.iter().find(|r| r[0] == "physical_plan").map(|r| r[1].clone()).expect("physical plan");
+    assert!(physical.contains("mode=Partitioned"), "{physical}");
+    assert_eq!(strings(e, joined).await, paths);
+}
