@@ -292,7 +292,13 @@ async fn statistics_put_the_small_side_in_memory_and_answer_exactly() {
     .await;
     let physical = plan.iter().find(|r| r[0] == "physical_plan").map(|r| r[1].clone()).expect("physical plan");
     assert!(physical.contains("join_type=RightSemi, on=[(id@0, user_id@0)]"), "{physical}");
-    let semi_join_build = physical.lines().skip_while(|l| !l.contains("RightSemi")).nth(2).unwrap_or_default();
+    // The join's first input (its build side), under the gathering of partitions on several cores.
+    let semi_join_build = physical
+        .lines()
+        .skip_while(|l| !l.contains("RightSemi"))
+        .skip(1)
+        .find(|l| !l.contains("CoalescePartitionsExec"))
+        .unwrap_or_default();
     assert!(semi_join_build.contains("FilterExec: state@1 = ACTIVATED"), "{physical}");
 
     let from_statistics =
@@ -343,7 +349,8 @@ async fn the_access_view_is_laid_out_by_application_and_joins_stay_exact() {
     let plan = strings(e, &format!("explain {per_app}")).await;
     let physical = plan.iter().find(|r| r[0] == "physical_plan").map(|r| r[1].clone()).expect("physical plan");
     assert!(!physical.contains("RepartitionExec"), "no exchange between cores: {physical}");
-    assert!(physical.contains("mode=SinglePartitioned"), "{physical}");
+    // `SinglePartitioned` on several cores, `Single` on one.
+    assert!(physical.contains("AggregateExec: mode=Single"), "{physical}");
     assert_eq!(strings(e, per_app).await, people);
 
     // Force the join to exchange both sides by hash: the applications side is hashed by
@@ -354,6 +361,8 @@ async fn the_access_view_is_laid_out_by_application_and_joins_stay_exact() {
                   join jumpcloud.applications a on a.id = x.application_id group by a.id order by a.id";
     let plan = strings(e, &format!("explain {joined}")).await;
     let physical = plan.iter().find(|r| r[0] == "physical_plan").map(|r| r[1].clone()).expect("physical plan");
-    assert!(physical.contains("mode=Partitioned"), "{physical}");
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 {
+        assert!(physical.contains("mode=Partitioned"), "{physical}");
+    }
     assert_eq!(strings(e, joined).await, paths);
 }
