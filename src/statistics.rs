@@ -57,11 +57,7 @@ impl HeldStatistics {
             }
         }
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-        let bytes: usize = batches
-            .iter()
-            .flat_map(|b| indices.iter().filter_map(|&i| b.columns().get(i)))
-            .map(|a| a.to_data().get_slice_memory_size().unwrap_or(0))
-            .sum();
+        let bytes: usize = columns.iter().filter_map(|c| c.byte_size.get_value()).sum();
         Statistics {
             num_rows: Precision::Exact(rows),
             total_byte_size: Precision::Inexact(bytes),
@@ -95,11 +91,13 @@ fn columns_statistics(batches: &[RecordBatch], indices: &[usize]) -> HashMap<usi
 }
 
 /// Nulls and the range exactly (the same accumulators `min` and `max` use, so answering them
-/// from here is exact); distinct values estimated from 64-bit hashes.
+/// from here is exact); the bytes the rows take, and distinct values estimated from 64-bit hashes.
+/// Kept, so a query pays none of this once its columns are known.
 fn column_statistics(batches: &[RecordBatch], i: usize) -> ColumnStatistics {
     let arrays: Vec<&dyn Array> = batches.iter().filter_map(|b| b.columns().get(i).map(|a| a.as_ref())).collect();
     let mut stats = ColumnStatistics::new_unknown();
     stats.null_count = Precision::Exact(arrays.iter().map(|a| a.null_count()).sum());
+    stats.byte_size = Precision::Inexact(arrays.iter().map(|a| a.to_data().get_slice_memory_size().unwrap_or(0)).sum());
     let Some(first) = arrays.first() else { return stats };
     let data_type = first.data_type().clone();
     if let (Some(min), Some(max)) = (range(&arrays, &data_type, false), range(&arrays, &data_type, true))
@@ -313,6 +311,11 @@ mod tests {
         assert_eq!(id.min_value, Precision::Exact(ScalarValue::Utf8(Some("a".into()))));
         assert_eq!(id.max_value, Precision::Exact(ScalarValue::Utf8(Some("c".into()))));
         assert_eq!(id.distinct_count, Precision::Inexact(3));
+        // Five i64 values and the first batch's null bitmap (one byte); the total is the
+        // projected columns' sum.
+        assert_eq!(n.byte_size, Precision::Inexact(41));
+        let total = n.byte_size.get_value().copied().unwrap_or(0) + id.byte_size.get_value().copied().unwrap_or(0);
+        assert_eq!(s.total_byte_size, Precision::Inexact(total));
         // Kept: asked again, without a projection, the same figures come back in schema order.
         let again = held.of(&b, &schema, None);
         assert_eq!(again.column_statistics[0], *id);
