@@ -19,6 +19,7 @@ use datafusion::physical_plan::ExecutionPlan;
 
 use crate::cache::{CachedTable, Snapshot};
 use crate::connection::{Connection, LogFilter};
+use crate::layout::Clustered;
 use crate::statistics::{HeldRowsSource, HeldStatistics};
 use crate::table::Source;
 
@@ -206,7 +207,7 @@ impl TableProvider for ConnectionTable {
 }
 
 /// Rows per slice a scan hands out.
-const SLICE_ROWS: usize = 8192;
+pub const SLICE_ROWS: usize = 8192;
 
 /// A snapshot as `n` partitions of zero-copy slices dealt in turn, so every core scans (a
 /// snapshot is held as one or a few large batches).
@@ -252,12 +253,12 @@ fn spread_exec(
 /// The source snapshots a view's rows were computed from, and the rows (with their statistics).
 type Materialized = (Vec<Arc<Snapshot>>, Arc<KeptRows>);
 
-/// A view's rows (with their statistics) and, when the view is clustered, how many partitions
-/// they are laid out in (`rows.batches` holds the partitions one after another).
+/// A view's rows (with their statistics) and, when the view is clustered, their layout
+/// (`rows.batches` holds the same batches, the partitions one after another).
 #[derive(Debug)]
 struct KeptRows {
     rows: Snapshot,
-    clustered: Option<(usize, Vec<usize>)>,
+    clustered: Option<Clustered>,
 }
 
 /// A view over a connection's tables kept as rows: computed once for each set of source
@@ -312,13 +313,8 @@ impl MaterializedView {
             Some(column) => crate::layout::cluster(&batches, column, state.config().target_partitions())?,
             None => None,
         };
-        let kept = match laid_out {
-            Some(c) => KeptRows {
-                clustered: Some((c.column, c.partitions.iter().map(Vec::len).collect())),
-                rows: Snapshot { batches: c.partitions.concat(), ..Default::default() },
-            },
-            None => KeptRows { rows: Snapshot { batches, ..Default::default() }, clustered: None },
-        };
+        let batches = laid_out.as_ref().map_or(batches, |c| c.partitions.concat());
+        let kept = KeptRows { rows: Snapshot { batches, ..Default::default() }, clustered: laid_out };
         let kept = Arc::new(kept);
         *held = Some((current, kept.clone()));
         Ok(kept)
@@ -336,21 +332,15 @@ fn clustered_exec(
 ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
     use datafusion::physical_expr::expressions::Column;
     use datafusion::physical_expr::{LexOrdering, Partitioning, PhysicalSortExpr};
-    let Some((column, sizes)) = &kept.clustered else { return Ok(None) };
+    let Some(Clustered { column, partitions }) = &kept.clustered else { return Ok(None) };
     let projected_at = match projection {
         Some(p) => p.iter().position(|c| c == column),
         None => Some(*column),
     };
-    let Some(projected_at) = projected_at.filter(|_| sizes.len() == n) else { return Ok(None) };
-    let mut partitions = Vec::with_capacity(n);
-    let mut offset = 0;
-    for &size in sizes {
-        partitions.push(kept.rows.batches[offset..offset + size].to_vec());
-        offset += size;
-    }
+    let Some(projected_at) = projected_at.filter(|_| partitions.len() == n) else { return Ok(None) };
     let name = schema.field(*column).name().clone();
     let order = LexOrdering::new(vec![PhysicalSortExpr::new_default(Arc::new(Column::new(&name, *column)))]);
-    let memory = MemorySourceConfig::try_new(&partitions, schema.clone(), projection.cloned())?
+    let memory = MemorySourceConfig::try_new(partitions, schema.clone(), projection.cloned())?
         .try_with_sort_information(order.into_iter().collect())?
         .with_limit(limit);
     let statistics = kept.rows.statistics.of(&kept.rows.batches, &schema, projection).with_fetch(limit, 0, n)?;

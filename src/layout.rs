@@ -15,8 +15,7 @@ use datafusion::common::hash_utils::create_hashes;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::physical_plan::repartition::REPARTITION_RANDOM_STATE;
 
-/// Rows per batch handed out, as [`crate::catalog::spread`] does.
-const BATCH_ROWS: usize = 8192;
+use crate::catalog::SLICE_ROWS;
 
 /// Rows laid out in `partitions.len()` partitions by `column`.
 #[derive(Debug)]
@@ -101,14 +100,14 @@ pub fn cluster(batches: &[RecordBatch], column: usize, n: usize) -> Result<Optio
     Ok(Some(Clustered { column, partitions }))
 }
 
-/// The rows at `placed` ((batch, row) pairs), in that order, as batches of [`BATCH_ROWS`].
+/// The rows at `placed` ((batch, row) pairs), in that order, as batches of [`SLICE_ROWS`].
 fn gather(batches: &[RecordBatch], placed: &[(usize, usize)]) -> Result<Vec<RecordBatch>> {
     let Some(first) = batches.first() else { return Ok(Vec::new()) };
     let schema = first.schema();
     let columns: Vec<Vec<&dyn Array>> =
         (0..schema.fields().len()).map(|c| batches.iter().map(|b| b.column(c).as_ref()).collect()).collect();
     placed
-        .chunks(BATCH_ROWS)
+        .chunks(SLICE_ROWS)
         .map(|chunk| {
             let arrays = columns
                 .iter()
