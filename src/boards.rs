@@ -127,7 +127,7 @@ fn error_line(sql: &str, error: &BoardError) -> usize {
 /// Loads every board of `dir` into schema `boards`, replacing what was there. Boards that read
 /// other boards load after them (passes until nothing more loads).
 pub async fn load_all(ctx: &SessionContext, dir: &Path) -> Vec<Board> {
-    if let Some(schema) = ctx.catalog("datafusion").and_then(|c| c.schema(SCHEMA)) {
+    if let Some(schema) = ctx.catalog(crate::catalog::CATALOG).and_then(|c| c.schema(SCHEMA)) {
         for t in schema.table_names() {
             let _ = schema.deregister_table(&t);
         }

@@ -23,6 +23,10 @@ use crate::layout::Clustered;
 use crate::statistics::{HeldRowsSource, HeldStatistics};
 use crate::table::Source;
 
+/// The one DataFusion catalog every schema lives in. Postgres clients see it as the database
+/// (`current_database()`, `pg_database`, `\l`), so it is named like the URL jcsql serve prints.
+pub const CATALOG: &str = "jcsql";
+
 /// A connection's table. The provider never changes; the snapshot inside it is swapped on
 /// refresh, so views (boards) planned before a refresh read the new rows.
 #[derive(Debug)]

@@ -24,7 +24,7 @@ use crate::jumpcloud::client::{ClientConfig, JumpCloudClient};
 use crate::sources::{self, SourceConfig, SourceStatus};
 
 pub const META_SCHEMA: &str = "jcsql";
-const CATALOG: &str = "datafusion";
+use crate::catalog::CATALOG;
 
 /// An org a multi-tenant key reaches: schema `jumpcloud_NAME`, same key, its `x-org-id`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -11,7 +11,7 @@ use crate::error::user_message;
 /// Every table the session knows, as `schema.table` (plain `table` in the default schema).
 pub fn known_tables(ctx: &SessionContext) -> Vec<String> {
     let mut out = Vec::new();
-    if let Some(catalog) = ctx.catalog("datafusion") {
+    if let Some(catalog) = ctx.catalog(crate::catalog::CATALOG) {
         for schema_name in catalog.schema_names() {
             if let Some(schema) = catalog.schema(&schema_name) {
                 for t in schema.table_names() {
@@ -84,7 +84,8 @@ pub fn explain(err: &DataFusionError, known_tables: &[String]) -> String {
     let msg = user_message(err);
     // DataFusion reports an unknown table as a plan error whose only structure is its text.
     if let Some(name) = between(&msg, "table '", "' not found") {
-        let name = name.strip_prefix("datafusion.").unwrap_or(name);
+        let catalog = format!("{}.", crate::catalog::CATALOG);
+        let name = name.strip_prefix(catalog.as_str()).unwrap_or(name);
         let name = name.strip_prefix("public.").unwrap_or(name);
         let near = nearest(name, known_tables.iter().filter(|t| !t.starts_with("information_schema.")), 3);
         return if near.is_empty() {

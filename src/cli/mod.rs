@@ -31,7 +31,7 @@ use crate::{Engine, EngineOptions};
 use config::{Home, JumpCloudSettings, StoredConfig, parse_duration};
 use output::Format;
 pub use pipeline::plural;
-use pipeline::{Outcome, Pipeline, YesFlag, split_statements, write_result};
+use pipeline::{Outcome, Pipeline, ScriptStep, YesFlag, split_script, write_result};
 use progress::ProgressObserver;
 
 pub const EXIT_OK: u8 = 0;
@@ -595,21 +595,54 @@ async fn run_front_end(engine: &Engine, g: &GlobalArgs, home: &Home) -> Result<u
     if scripts.is_empty() {
         return repl::run(engine, g, home, format).await;
     }
-    let pipeline = Pipeline {
-        engine,
-        format,
-        maxrows: g.maxrows,
-        width: if std::io::stdout().is_terminal() { output::terminal_width() } else { None },
-        footer: !g.quiet && format == Format::Table && std::io::stderr().is_terminal(),
-        timer: false,
-        summary: !g.quiet,
-        cancellable: false,
-    };
+    // Scripts keep the REPL's settings as they go: `.mode csv` or `.timer on` in a file holds for
+    // the statements after it, as psql's meta-commands do in `-f` files.
+    let mut repl = repl::Repl::new(engine, format, Box::new(std::io::stdout()), Box::new(std::io::stderr()));
+    repl.maxrows = g.maxrows;
+    repl.width = if std::io::stdout().is_terminal() { output::terminal_width() } else { None };
     let mut failed_calls = false;
     for (origin, text) in scripts {
-        let statements = split_statements(&text);
-        let many = statements.len() > 1 || origin != "-c";
-        for stmt in statements {
+        let steps = split_script(&text);
+        let many = steps.len() > 1 || origin != "-c";
+        let fail = |line: usize, msg: &str| {
+            if many {
+                eprintln!("Error: {origin}, line {line}: {msg}");
+            } else {
+                eprintln!("Error: {msg}");
+            }
+        };
+        for step in steps {
+            let stmt = match step {
+                ScriptStep::Meta(meta) => {
+                    if meta.sql.split_whitespace().next() == Some(".action") {
+                        fail(
+                            meta.line,
+                            "`.action` asks for its inputs at the prompt; in a script call the action as a function, \
+                             e.g. select add_user_to_group('user', 'group')",
+                        );
+                        return Ok(EXIT_ERROR);
+                    }
+                    match repl.meta_command(&meta.sql, &mut repl::ScriptedReader::new(&[])).await {
+                        Ok(repl::Flow::Continue) => continue,
+                        Ok(repl::Flow::Quit) => return Ok(if failed_calls { EXIT_ERROR } else { EXIT_OK }),
+                        Err(msg) => {
+                            fail(meta.line, &msg);
+                            return Ok(EXIT_ERROR);
+                        }
+                    }
+                }
+                ScriptStep::Sql(stmt) => stmt,
+            };
+            let pipeline = Pipeline {
+                engine,
+                format: repl.format,
+                maxrows: repl.maxrows,
+                width: repl.width,
+                footer: !g.quiet && repl.format == Format::Table && std::io::stderr().is_terminal(),
+                timer: repl.timer,
+                summary: !g.quiet,
+                cancellable: false,
+            };
             let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
             match pipeline.run(&stmt.sql, &mut out, &mut err, &mut YesFlag(g.yes)).await {
                 Outcome::Shown => {}
@@ -617,11 +650,7 @@ async fn run_front_end(engine: &Engine, g: &GlobalArgs, home: &Home) -> Result<u
                 Outcome::NotApplied => return Ok(EXIT_NOT_APPLIED),
                 Outcome::Cancelled => return Ok(EXIT_ERROR),
                 Outcome::Failed(msg) => {
-                    if many {
-                        eprintln!("Error: {origin}, line {}: {msg}", stmt.line);
-                    } else {
-                        eprintln!("Error: {msg}");
-                    }
+                    fail(stmt.line, &msg);
                     return Ok(EXIT_ERROR);
                 }
             }

@@ -104,7 +104,9 @@ impl Pipeline<'_> {
             Some(Err(e)) => return Outcome::Failed(self.engine.explain(&e)),
             Some(Ok(done)) => done,
         };
-        if done.planned.is_empty() || confirm.shows_planned_result() {
+        // A statement with no result columns (DDL, `SET`) prints no header, as psql prints none.
+        let has_result = !done.schema.fields().is_empty();
+        if has_result && (done.planned.is_empty() || confirm.shows_planned_result()) {
             self.show(out, err, &done.schema, &done.batches);
             if self.footer || self.timer {
                 let rows: usize = done.batches.iter().map(RecordBatch::num_rows).sum();
@@ -194,14 +196,56 @@ pub struct Statement {
     pub sql: String,
 }
 
+/// One step of a `-f` file, `-c` text or stdin script: SQL, or a meta-command on a line of its own.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ScriptStep {
+    Sql(Statement),
+    /// `.timer on`, `\d users`: a line starting with `.` or `\` where no statement is open, as
+    /// psql reads its own meta-commands in `-f` files.
+    Meta(Statement),
+}
+
+/// Splits a script into statements and meta-command lines, in order.
+pub fn split_script(text: &str) -> Vec<ScriptStep> {
+    let mut steps = Vec::new();
+    let mut pending = String::new();
+    let mut pending_from = 1;
+    let flush = |pending: &str, from: usize, steps: &mut Vec<ScriptStep>| {
+        for mut stmt in split_statements(pending) {
+            stmt.line += from - 1;
+            steps.push(ScriptStep::Sql(stmt));
+        }
+    };
+    for (i, line) in text.lines().enumerate() {
+        let trimmed = line.trim();
+        if (trimmed.starts_with('.') || trimmed.starts_with('\\')) && !split(&pending).1 {
+            flush(&pending, pending_from, &mut steps);
+            pending.clear();
+            pending_from = i + 2;
+            steps.push(ScriptStep::Meta(Statement { line: i + 1, sql: trimmed.to_string() }));
+            continue;
+        }
+        pending.push_str(line);
+        pending.push('\n');
+    }
+    flush(&pending, pending_from, &mut steps);
+    steps
+}
+
 /// Splits on `;` outside quotes and comments; empty statements are dropped.
 pub fn split_statements(text: &str) -> Vec<Statement> {
+    split(text).0
+}
+
+/// The statements, and whether the text ends inside one (unterminated, in a quote or a comment).
+fn split(text: &str) -> (Vec<Statement>, bool) {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut line = 1;
     let mut start_line = None;
     let mut chars = text.chars().peekable();
     let mut quote: Option<char> = None;
+    let mut in_comment = false;
     while let Some(c) = chars.next() {
         if c == '\n' {
             line += 1;
@@ -230,11 +274,13 @@ pub fn split_statements(text: &str) -> Vec<Statement> {
             }
             '/' if chars.peek() == Some(&'*') => {
                 let mut prev = ' ';
+                in_comment = true;
                 for n in chars.by_ref() {
                     if n == '\n' {
                         line += 1;
                     }
                     if prev == '*' && n == '/' {
+                        in_comment = false;
                         break;
                     }
                     prev = n;
@@ -256,8 +302,9 @@ pub fn split_statements(text: &str) -> Vec<Statement> {
             }
         }
     }
+    let open = quote.is_some() || in_comment || !cur.trim().is_empty();
     if !cur.trim().is_empty() {
         out.push(Statement { line: start_line.unwrap_or(line), sql: cur.trim().to_string() });
     }
-    out
+    (out, open)
 }

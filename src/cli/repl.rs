@@ -139,7 +139,7 @@ impl Words {
         let mut w = Words::default();
         let ctx = engine.context();
         let mut columns = BTreeSet::new();
-        if let Some(catalog) = ctx.catalog("datafusion") {
+        if let Some(catalog) = ctx.catalog(crate::catalog::CATALOG) {
             for schema_name in catalog.schema_names() {
                 let Some(schema) = catalog.schema(&schema_name) else { continue };
                 w.schemas.push(schema_name.clone());
@@ -268,6 +268,13 @@ impl Write for SharedBuf {
     }
 }
 
+/// What the loop that read a meta-command does next.
+#[derive(Debug, PartialEq)]
+pub enum Flow {
+    Continue,
+    Quit,
+}
+
 pub struct Repl<'a> {
     engine: &'a Engine,
     pub format: Format,
@@ -330,8 +337,12 @@ impl<'a> Repl<'a> {
                 if keep_in_history(trimmed) {
                     reader.add_history(trimmed);
                 }
-                if !self.meta_command(trimmed, reader).await {
-                    break;
+                match self.meta_command(trimmed, reader).await {
+                    Ok(Flow::Continue) => {}
+                    Ok(Flow::Quit) => break,
+                    Err(msg) => {
+                        let _ = writeln!(self.err, "Error: {msg}");
+                    }
                 }
                 continue;
             }
@@ -423,8 +434,9 @@ impl<'a> Repl<'a> {
         }
     }
 
-    /// Runs a meta-command; `false` means leave the REPL.
-    pub async fn meta_command(&mut self, line: &str, reader: &mut dyn LineReader) -> bool {
+    /// Runs a meta-command. `Err` is the one-line error (the REPL prints it and goes on; a script
+    /// stops on it).
+    pub async fn meta_command(&mut self, line: &str, reader: &mut dyn LineReader) -> Result<Flow, String> {
         let mut parts = line.trim_end_matches(';').split_whitespace();
         let cmd = parts.next().unwrap_or_default();
         let arg = parts.next();
@@ -437,7 +449,7 @@ impl<'a> Repl<'a> {
             c => c,
         };
         match (name, arg) {
-            (".quit", _) => return false,
+            (".quit", _) => return Ok(Flow::Quit),
             (".help", _) => {
                 let batch = help_batch();
                 self.print_batch(batch);
@@ -453,19 +465,14 @@ impl<'a> Repl<'a> {
                 )
                 .await;
             }
-            (".schema", Some(table)) => match schema_batch(self.engine, table).await {
-                Ok(b) => self.print_batch(b),
-                Err(msg) => {
-                    let _ = writeln!(self.err, "Error: {msg}");
-                }
-            },
-            (".mode", Some(m)) => match <Format as clap::ValueEnum>::from_str(m, true) {
-                Ok(f) => self.format = f,
-                Err(_) => {
-                    let _ =
-                        writeln!(self.err, "Error: unknown mode {m}; use table, line, csv, json, ndjson or markdown");
-                }
-            },
+            (".schema", Some(table)) => {
+                let b = schema_batch(self.engine, table).await?;
+                self.print_batch(b);
+            }
+            (".mode", Some(m)) => {
+                self.format = <Format as clap::ValueEnum>::from_str(m, true)
+                    .map_err(|_| format!("unknown mode {m}; use table, line, csv, json, ndjson or markdown"))?;
+            }
             (".boards", None) => {
                 self.show_query("select name, title, sources, error from jcsql.boards order by name").await;
             }
@@ -492,18 +499,17 @@ impl<'a> Repl<'a> {
                 self.print_batch(batch);
             }
             (".action", Some(name)) => self.prompted_action(name, reader).await,
-            (".fields", Some(table)) => match super::workspace::fields_batch(self.engine, table).await {
-                Ok(b) if b.num_rows() == 0 => {
+            (".fields", Some(table)) => {
+                let b = super::workspace::fields_batch(self.engine, table).await.map_err(|e| e.to_string())?;
+                if b.num_rows() == 0 {
                     let _ = writeln!(
                         self.err,
                         "Nothing joins to {table} yet; `jcsql connect files NAME PATH` adds another tool's export."
                     );
+                } else {
+                    self.print_batch(b);
                 }
-                Ok(b) => self.print_batch(b),
-                Err(e) => {
-                    let _ = writeln!(self.err, "Error: {e}");
-                }
-            },
+            }
             (".save", Some(board)) => {
                 let title: Vec<&str> = line.split_whitespace().skip(2).collect();
                 let title = (!title.is_empty()).then(|| title.join(" "));
@@ -516,12 +522,8 @@ impl<'a> Repl<'a> {
                             .map_err(|e| e.to_string())
                     }
                 };
-                let _ = match result {
-                    Ok(path) => {
-                        writeln!(self.err, "saved board {board} in {} (query it as boards.{board})", path.display())
-                    }
-                    Err(e) => writeln!(self.err, "Error: {e}"),
-                };
+                let path = result?;
+                let _ = writeln!(self.err, "saved board {board} in {} (query it as boards.{board})", path.display());
                 self.refresh_words().await;
             }
             (".timer", Some(v @ ("on" | "off"))) => self.timer = v == "on",
@@ -532,28 +534,33 @@ impl<'a> Repl<'a> {
             }
             (".refresh", table) => {
                 let names: Vec<String> = table.map(|t| vec![t.to_string()]).unwrap_or_default();
+                let mut failed = Vec::new();
                 for (name, r) in self.engine.connection().sync(&names).await {
-                    let _ = match r {
-                        Ok(s) => writeln!(
-                            self.err,
-                            "{name}: {} in {:.1}s ({})",
-                            plural(s.rows as usize, "row"),
-                            s.duration.as_secs_f64(),
-                            plural(s.requests as usize, "request")
-                        ),
-                        Err(e) => writeln!(self.err, "Error: {name}: {e}"),
-                    };
+                    match r {
+                        Ok(s) => {
+                            let _ = writeln!(
+                                self.err,
+                                "{name}: {} in {:.1}s ({})",
+                                plural(s.rows as usize, "row"),
+                                s.duration.as_secs_f64(),
+                                plural(s.requests as usize, "request")
+                            );
+                        }
+                        Err(e) => failed.push(format!("{name}: {e}")),
+                    }
+                }
+                if !failed.is_empty() {
+                    return Err(failed.join("; "));
                 }
             }
             _ => {
-                let known = META_COMMANDS.iter().find(|(n, _, _)| *n == name);
-                let _ = match known {
-                    Some((n, args, _)) => writeln!(self.err, "Error: usage: {n} {args}"),
-                    None => writeln!(self.err, "Error: unknown command {cmd}; `.help` lists the commands"),
-                };
+                return Err(match META_COMMANDS.iter().find(|(n, _, _)| *n == name) {
+                    Some((n, args, _)) => format!("usage: {n} {args}"),
+                    None => format!("unknown command {cmd}; `.help` lists the commands"),
+                });
             }
         }
-        true
+        Ok(Flow::Continue)
     }
 }
 

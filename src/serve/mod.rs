@@ -9,13 +9,18 @@
 //! its own settings (`statement_timeout`, `application_name`, time zone) in its session.
 
 pub mod guard;
+pub mod settings;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use datafusion::arrow::array::{Array, Int32Array, StringArray};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::ScalarValue;
 use datafusion::error::DataFusionError;
+use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Volatility, create_udf};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::parser::ParserError;
 use datafusion_postgres::auth::AuthManager;
@@ -105,8 +110,16 @@ impl Server {
         add_read_only_user(&auth).await?;
         setup_pg_catalog(engine.context(), engine.catalog_name(), auth.as_ref().clone())
             .map_err(|e| JcsqlError::Config(format!("cannot set up pg_catalog: {e}")))?;
+        // Everyone logs in as `jcsql`, who owns every table (pg_catalog's own answer is `postgres`).
+        engine.context().register_udf(constant_text_udf("session_user", &[], USER));
+        engine.context().register_udf(constant_text_udf("pg_get_userbyid", &[DataType::Int32], USER));
+        engine.context().register_udf(encoding_name_udf());
+        for udf in settings::fallback_functions() {
+            engine.context().register_udf(udf);
+        }
         let hooks: Vec<Arc<dyn QueryHook>> = vec![
             Arc::new(guard::ReadOnlyGuard),
+            Arc::new(settings::SettingsHook),
             Arc::new(CursorStatementHook),
             Arc::new(SetShowHook),
             Arc::new(TransactionStatementHook),
@@ -115,7 +128,7 @@ impl Server {
         let mut parameters = DefaultServerParameterProvider::default();
         parameters.default_transaction_read_only = true;
         parameters.is_superuser = false;
-        parameters.server_version = "16.6 (jcsql)".into();
+        parameters.server_version = settings::SERVER_VERSION.into();
         let shared = Shared {
             ctx: engine.context().clone(),
             session,
@@ -160,6 +173,43 @@ impl Server {
             });
         }
     }
+}
+
+/// A function that answers `value` for every row.
+fn constant_text_udf(name: &str, args: &[DataType], value: &'static str) -> ScalarUDF {
+    let answer = move |args: &[ColumnarValue]| {
+        let rows = args.iter().find_map(|a| match a {
+            ColumnarValue::Array(a) => Some(a.len()),
+            ColumnarValue::Scalar(_) => None,
+        });
+        Ok(match rows {
+            Some(rows) => ColumnarValue::Array(Arc::new(StringArray::from(vec![value; rows]))),
+            None => ColumnarValue::Scalar(ScalarValue::Utf8(Some(value.to_string()))),
+        })
+    };
+    create_udf(name, args.to_vec(), DataType::Utf8, Volatility::Stable, Arc::new(answer))
+}
+
+/// `pg_encoding_to_char`: Postgres's names (`UTF8`, as `SHOW server_encoding` says; pg_catalog's
+/// own answer is `UTF-8`, which `\l` would show).
+fn encoding_name_udf() -> ScalarUDF {
+    let answer = |args: &[ColumnarValue]| {
+        let args = ColumnarValue::values_to_arrays(args)?;
+        let codes = args.first().and_then(|a| a.as_any().downcast_ref::<Int32Array>());
+        let names: StringArray = match codes {
+            Some(codes) => codes
+                .iter()
+                .map(|c| match c {
+                    Some(0) => Some("SQL_ASCII"),
+                    Some(6) => Some("UTF8"),
+                    _ => None,
+                })
+                .collect(),
+            None => StringArray::new_null(args.first().map_or(0, |a| a.len())),
+        };
+        Ok(ColumnarValue::Array(Arc::new(names)))
+    };
+    create_udf("pg_encoding_to_char", vec![DataType::Int32], DataType::Utf8, Volatility::Immutable, Arc::new(answer))
 }
 
 fn is_loopback(host: &str) -> bool {

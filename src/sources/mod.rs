@@ -106,7 +106,7 @@ async fn register_file(
 }
 
 fn ensure_schema(ctx: &SessionContext, name: &str) {
-    if let Some(catalog) = ctx.catalog("datafusion")
+    if let Some(catalog) = ctx.catalog(crate::catalog::CATALOG)
         && catalog.schema(name).is_none()
     {
         let _ = catalog.register_schema(name, Arc::new(MemorySchemaProvider::new()));

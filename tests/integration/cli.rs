@@ -169,3 +169,107 @@ async fn a_command_may_start_with_a_comment() {
     let out = run(strs(&["--frobnicate"]), env, None).await;
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// `-f` files and stdin scripts take the prompt's meta-commands, one per line, as psql takes its
+/// own in `-f` files; each holds for the statements after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripts_take_meta_commands_between_statements() {
+    let sim = Simulator::start(SimulatorConfig::new(30, 9)).await.expect("sim");
+    let home = tempfile::tempdir().expect("dir");
+    let env = vec![
+        ("JUMPCLOUD_API_URL".to_string(), sim.base_url()),
+        ("JUMPCLOUD_API_KEY".to_string(), "jca_demo".to_string()),
+        ("JCSQL_HOME".to_string(), home.path().display().to_string()),
+    ];
+    let org = sim.org();
+    let mut names: Vec<&str> = org.users.iter().map(|u| u.username.as_str()).collect();
+    names.sort();
+    let script = home.path().join("morning.sql");
+    std::fs::write(
+        &script,
+        "-- the morning check\n\
+         .timer on\n\
+         select count(*) as n from jumpcloud.users;\n\
+         .mode json\n\
+         select username\n  from jumpcloud.users order by username limit 2;\n\
+         \n\
+         .refresh users\n\
+         .offline on\n\
+         .mode csv\n\
+         select count(*) as n from jumpcloud.users;\n\
+         .timer off\n\
+         select 'done' as status;\n",
+    )
+    .expect("write");
+    let out = run(strs(&["-f", &script.display().to_string()]), env.clone(), None).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!("n\n30\n[{{\"username\":\"{}\"}},{{\"username\":\"{}\"}}]\nn\n30\nstatus\ndone\n", names[0], names[1])
+    );
+    // The timer's lines (on stderr): the first query fetched the users, the second and, offline,
+    // the third asked for nothing; `.refresh` fetched them again; after `.timer off`, no line.
+    let err = text(&out.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 4, "{err}");
+    assert!(lines[0].starts_with("1 row in ") && lines[0].ends_with("s, 1 API request"), "{err}");
+    assert!(lines[1].starts_with("2 rows in ") && lines[1].ends_with("s, 0 API requests"), "{err}");
+    assert!(lines[2].starts_with("users: 30 rows in ") && lines[2].ends_with("s (1 request)"), "{err}");
+    assert!(lines[3].starts_with("1 row in ") && lines[3].ends_with("s, 0 API requests"), "{err}");
+    assert_eq!(sim.requests().iter().filter(|r| r.path == "/api/systemusers").count(), 2);
+
+    // The same script on standard input.
+    let stdin = std::fs::read_to_string(&script).expect("read");
+    let again = run(strs(&["--offline"]), env.clone(), Some(stdin)).await;
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
+    assert_eq!(text(&again.stdout), text(&out.stdout));
+
+    // A meta-command the prompt does not know stops the script at its line; nothing after it runs.
+    std::fs::write(&script, "select 1 as a;\n.mode csv\n.frobnicate now\nselect 2 as b;\n").expect("write");
+    let out = run(strs(&["--offline", "-f", &script.display().to_string()]), env.clone(), None).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stdout), "a\n1\n");
+    assert_eq!(
+        text(&out.stderr),
+        format!("Error: {}, line 3: unknown command .frobnicate; `.help` lists the commands\n", script.display())
+    );
+    // `.action` asks at the prompt; a script calls the function instead.
+    let out = run(strs(&["--offline", "-c", ".action suspend_user"]), env.clone(), None).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "Error: `.action` asks for its inputs at the prompt; in a script call the action as a function, e.g. select add_user_to_group('user', 'group')\n"
+    );
+    // A line starting with `.` inside an open statement is part of the statement.
+    let out = run(strs(&["--offline", "-c", "select\n.5 as half;"]), env.clone(), None).await;
+    assert_eq!((out.status.code(), text(&out.stdout)), (Some(0), "half\n0.5\n".to_string()), "{}", text(&out.stderr));
+}
+
+/// A statement with no result (DDL, SET) prints nothing: no empty header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_without_a_result_print_nothing() {
+    for format in ["csv", "table", "json", "markdown"] {
+        let out = run(
+            strs(&["demo", "--users", "10", "--format", format, "-c", "set datafusion.execution.batch_size = 4096"]),
+            vec![],
+            None,
+        )
+        .await;
+        assert_eq!(out.status.code(), Some(0), "{format}: {}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), "", "{format}");
+    }
+    let out = run(
+        strs(&[
+            "demo",
+            "--users",
+            "10",
+            "-c",
+            "create view recent as select 1 as n; select * from recent; drop view recent",
+        ]),
+        vec![],
+        None,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "n\n1\n");
+}

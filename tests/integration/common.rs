@@ -127,18 +127,7 @@ pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// The folder shared/ beside the clone (DESIGN, spec, recordings). Its absence fails the test
-/// (it would otherwise pass without checking anything), unless JCSQL_WITHOUT_SHARED=1 says the
-/// clone stands alone on purpose.
-pub fn shared_dir() -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared");
-    if p.is_dir() {
-        return Some(p);
-    }
-    assert!(
-        std::env::var("JCSQL_WITHOUT_SHARED").as_deref() == Ok("1"),
-        "../shared is not beside this clone (the spec and recordings tests need it); set JCSQL_WITHOUT_SHARED=1 to skip them"
-    );
-    eprintln!("skipped: ../shared is not beside this clone");
-    None
+/// The test data in the repository (`tests/data/`, with `SOURCES.md` saying where each file came from).
+pub fn data_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data")
 }

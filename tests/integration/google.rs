@@ -271,8 +271,7 @@ async fn fields_shows_the_join_to_google_users_by_email_with_its_match_rate() {
 
 #[test]
 fn every_recorded_google_response_parses() {
-    let Some(shared) = common::shared_dir() else { return };
-    let root = shared.join("google/recordings");
+    let root = common::data_dir().join("google/recordings");
     let mut files: Vec<PathBuf> = Vec::new();
     for dir in std::fs::read_dir(root.join("jupiterone-graph-google")).expect("recordings").flatten() {
         files.extend(std::fs::read_dir(dir.path()).expect("dir").flatten().map(|e| e.path()));

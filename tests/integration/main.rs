@@ -6,6 +6,7 @@ mod boards;
 mod cache;
 mod changes;
 mod cli;
+mod clients;
 mod common;
 mod errors;
 mod exports;

@@ -1,4 +1,4 @@
-//! jcsql parses every real JumpCloud response recorded in `../shared/jumpcloud/recordings`,
+//! jcsql parses every real JumpCloud response recorded in `tests/data/jumpcloud/recordings`,
 //! served over HTTP by a small replay server started in the test.
 
 use std::collections::HashMap;
@@ -73,9 +73,8 @@ async fn replay(State(recs): State<Arc<HashMap<String, Recorded>>>, req: Request
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_recorded_response_parses_into_the_tables() {
-    let Some(shared) = shared_dir() else { return };
     let mut recs = HashMap::new();
-    load(&shared.join("jumpcloud/recordings"), &mut recs);
+    load(&data_dir().join("jumpcloud/recordings"), &mut recs);
     assert!(recs.len() >= 20, "recordings loaded: {}", recs.len());
     let app = Router::new().fallback(replay).with_state(Arc::new(recs));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -153,8 +152,7 @@ async fn every_recorded_response_parses_into_the_tables() {
 
 #[test]
 fn recorded_error_bodies_become_one_line_messages() {
-    let Some(shared) = shared_dir() else { return };
-    let path = shared.join("jumpcloud/recordings/karlrink-jumpcloud/GET-api-v2-systeminsights-5df3efcdf2d66c6f6a287-apps--limit-100-skip-0.json");
+    let path = data_dir().join("jumpcloud/recordings/karlrink-jumpcloud/GET-api-v2-systeminsights-5df3efcdf2d66c6f6a287-apps--limit-100-skip-0.json");
     let v: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("read")).expect("parse");
     let body = v["body"].to_string();
     let msg = jcsql::jumpcloud::client::error_message(reqwest::StatusCode::BAD_REQUEST, body.as_bytes());

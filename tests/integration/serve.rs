@@ -9,10 +9,10 @@ use jcsql::serve::{ServeOptions, Server, TlsFiles};
 
 use crate::common::{self, TestOrg, text};
 
-const PASSWORD: &str = "s3rve-test-pw";
+pub const PASSWORD: &str = "s3rve-test-pw";
 
 /// Starts the server on the test org's engine; returns its URL.
-async fn serving(t: &TestOrg) -> String {
+pub async fn serving(t: &TestOrg) -> String {
     let options = ServeOptions { host: "127.0.0.1".into(), port: 0, password: PASSWORD.into(), tls: None };
     let server = Server::bind(&t.engine, options).await.expect("server binds");
     let url = server.url().expect("url");
@@ -20,7 +20,7 @@ async fn serving(t: &TestOrg) -> String {
     url
 }
 
-async fn run(program: &'static str, args: Vec<String>, password: &str) -> Output {
+pub async fn run(program: &'static str, args: Vec<String>, password: &str) -> Output {
     let password = password.to_string();
     tokio::task::spawn_blocking(move || {
         Command::new(program)
@@ -30,19 +30,19 @@ async fn run(program: &'static str, args: Vec<String>, password: &str) -> Output
             .env_remove("PGSERVICE")
             .stdin(Stdio::null())
             .output()
-            .unwrap_or_else(|e| panic!("{program} runs (install postgresql-client): {e}"))
+            .unwrap_or_else(|e| panic!("{program} does not run ({e}): tests/run installs it"))
     })
     .await
     .expect("client finishes")
 }
 
 /// psql, unaligned and tuples only, stopping at the first error.
-async fn psql(url: &str, sql: &str) -> Output {
+pub async fn psql(url: &str, sql: &str) -> Output {
     let args = ["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=verbose", "-d", url, "-c", sql];
     run("psql", args.iter().map(|s| s.to_string()).collect(), PASSWORD).await
 }
 
-async fn psql_ok(url: &str, sql: &str) -> String {
+pub async fn psql_ok(url: &str, sql: &str) -> String {
     let out = psql(url, sql).await;
     assert!(out.status.success(), "{sql}: {}", text(&out.stderr));
     text(&out.stdout).trim_end().to_string()
