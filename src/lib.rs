@@ -8,7 +8,7 @@
 //! |---|---|
 //! | front ends | [`cli`] (commands, REPL, statement pipeline, output, progress, workspace commands), [`serve`] (the Postgres wire) |
 //! | engine | [`engine`] |
-//! | saved views, other tools, actions | [`boards`], [`sources`], [`actions`] |
+//! | saved views, other tools, actions, watching | [`boards`], [`sources`], [`actions`], [`watch`] |
 //! | SQL catalog | [`catalog`], [`explain`] |
 //! | refresh policy and cache | [`connection`], [`cache`] |
 //! | connectors | [`jumpcloud`], [`google`] (client, table definitions, simulator each), [`http`] (what their clients share) |
@@ -32,6 +32,7 @@ pub mod serve;
 pub mod sources;
 pub mod statistics;
 pub mod table;
+pub mod watch;
 
 pub use engine::{ConnectionOptions, Engine, EngineOptions};
 pub use error::{JcsqlError, Result};

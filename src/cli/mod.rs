@@ -10,6 +10,7 @@ pub mod pipeline;
 pub mod progress;
 pub mod repl;
 pub mod serve;
+pub mod watch;
 pub mod workspace;
 
 use std::io::{IsTerminal, Read, Write};
@@ -136,6 +137,10 @@ pub enum Command {
     },
     /// What can be joined to TABLE: relations, and other tools' columns whose values match
     Fields { table: String },
+    /// Run boards for cron and CI: exit 0 when no board has a row, 1 when some board has, 2 on an error
+    Check(watch::CheckArgs),
+    /// Watch boards: events for rows added, removed or changed since the last run, to webhooks
+    Watch(watch::WatchArgs),
     /// Show or change which actions may run
     Permissions {
         #[command(subcommand)]
@@ -356,6 +361,21 @@ async fn dispatch(cli: Cli) -> Result<u8, JcsqlError> {
             let home = Home::from_env()?;
             permissions(&home, change, &g).await
         }
+        // An error of either is exit 2, as their other errors are (1 means "rows found").
+        Some(Command::Check(args)) => Ok(match Home::from_env() {
+            Ok(home) => match engine_from_settings(&home, &g).await {
+                Ok((engine, _)) => watch::check(&engine, &args, output_format(&g)).await,
+                Err(e) => report_failure(&e),
+            },
+            Err(e) => report_failure(&e),
+        }),
+        Some(Command::Watch(args)) => Ok(match Home::from_env() {
+            Ok(home) => match engine_from_settings(&home, &g).await {
+                Ok((engine, _)) => watch::watch(&engine, &args, &home.config_dir, output_format(&g), g.quiet).await,
+                Err(e) => report_failure(&e),
+            },
+            Err(e) => report_failure(&e),
+        }),
         Some(Command::Fields { table }) => {
             let home = Home::from_env()?;
             let (engine, _) = engine_from_settings(&home, &g).await?;
@@ -576,9 +596,20 @@ async fn engine_with_key(
     Ok((engine, stored))
 }
 
+/// The output format: `--format`, else a table on a terminal and CSV when piped.
+fn output_format(g: &GlobalArgs) -> Format {
+    g.format.unwrap_or(if std::io::stdout().is_terminal() { Format::Table } else { Format::Csv })
+}
+
+/// Prints a command's error as its one line and gives `check`/`watch`'s error code.
+fn report_failure(e: &JcsqlError) -> u8 {
+    eprintln!("Error: {e}");
+    watch::FAILED
+}
+
 /// `-c` / `-f` / piped stdin run statements and exit; otherwise the REPL opens.
 async fn run_front_end(engine: &Engine, g: &GlobalArgs, home: &Home) -> Result<u8, JcsqlError> {
-    let format = g.format.unwrap_or(if std::io::stdout().is_terminal() { Format::Table } else { Format::Csv });
+    let format = output_format(g);
     let mut scripts: Vec<(String, String)> = g.commands.iter().map(|c| ("-c".to_string(), c.clone())).collect();
     for f in &g.files {
         let text = std::fs::read_to_string(f)

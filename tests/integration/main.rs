@@ -18,3 +18,4 @@ mod requests;
 mod serve;
 mod spec;
 mod tables;
+mod watch;
