@@ -192,7 +192,8 @@ pub async fn load_all(ctx: &SessionContext, dir: &Path) -> Vec<Board> {
 /// The sources a table reference belongs to: `jumpcloud.users` → `jumpcloud`,
 /// `inventory.laptops` → `inventory`, `hr` → `hr`.
 pub fn source_of(table: &str) -> String {
-    let t = table.strip_prefix("datafusion.").unwrap_or(table);
+    let catalog = format!("{}.", crate::catalog::CATALOG);
+    let t = table.strip_prefix(catalog.as_str()).unwrap_or(table);
     let t = t.strip_prefix("public.").unwrap_or(t);
     match t.split_once('.') {
         Some((schema, _)) => schema.to_string(),

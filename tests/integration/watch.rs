@@ -20,20 +20,33 @@ const SECRET: &str = "T0KEN-s3cr3t-in-the-path";
 #[derive(Default)]
 struct Receiver {
     posts: Mutex<Vec<(String, Value)>>,
+    times: Mutex<Vec<std::time::Instant>>,
     answers: Mutex<VecDeque<u16>>,
 }
 
-async fn receive(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: String) -> StatusCode {
+/// Answers the next scripted status; a 429 asks to wait one second.
+async fn receive(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: String) -> axum::response::Response {
+    use axum::response::IntoResponse;
     let id = headers.get("x-jcsql-delivery").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
     if let Ok(mut p) = r.posts.lock() {
         p.push((id, body));
     }
+    if let Ok(mut t) = r.times.lock() {
+        t.push(std::time::Instant::now());
+    }
     let status = r.answers.lock().ok().and_then(|mut a| a.pop_front()).unwrap_or(200);
-    StatusCode::from_u16(status).unwrap_or(StatusCode::OK)
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        return (status, [("retry-after", "1")]).into_response();
+    }
+    status.into_response()
 }
 
 impl Receiver {
+    fn take_times(&self) -> Vec<std::time::Instant> {
+        self.times.lock().map(|mut t| std::mem::take(&mut *t)).unwrap_or_default()
+    }
     fn take(&self) -> Vec<(String, Value)> {
         self.posts.lock().map(|mut p| std::mem::take(&mut *p)).unwrap_or_default()
     }
@@ -81,8 +94,7 @@ impl Setup {
         self.home.path().join("events.ndjson")
     }
 
-    /// Runs jcsql with the org, home and boards of the test; every run refetches (`--max-age 0`).
-    async fn run(&self, args: &[&str]) -> (Option<i32>, String, String) {
+    fn args_and_env(&self, args: &[&str]) -> (Vec<String>, Vec<(String, String)>) {
         let mut all = owned(&["--boards", &self.boards.path().display().to_string(), "--max-age", "0"]);
         all.extend(owned(args));
         let env = vec![
@@ -90,6 +102,12 @@ impl Setup {
             ("JUMPCLOUD_API_KEY".to_string(), "jca_demo".to_string()),
             ("JCSQL_HOME".to_string(), self.home.path().display().to_string()),
         ];
+        (all, env)
+    }
+
+    /// Runs jcsql with the org, home and boards of the test; every run refetches (`--max-age 0`).
+    async fn run(&self, args: &[&str]) -> (Option<i32>, String, String) {
+        let (all, env) = self.args_and_env(args);
         let out = spawn_cli(all, env, None).await.expect("joined");
         (out.status.code(), text(&out.stdout), text(&out.stderr))
     }
@@ -338,4 +356,58 @@ async fn a_changed_board_starts_a_new_baseline() {
     let (code, _, err) = s.run(&["watch", "--all", "--once", "--webhook", "not a url"]).await;
     assert_eq!(code, Some(2));
     assert!(!err.contains("not a url"), "{err}");
+}
+
+/// Suspends one more active user in the simulated org.
+fn suspend_one(s: &Setup) {
+    s.sim.with_org_mut(|o| {
+        if let Some(u) = o.users.iter_mut().find(|u| !u.suspended) {
+            u.suspended = true;
+        }
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slack_retry_after_and_a_watch_that_runs_until_interrupted() {
+    let s = Setup::start().await;
+    let open = s.suspended().len();
+    assert_eq!(s.watch_once().await.0, Some(0));
+
+    // 429 with Retry-After: 1 is retried after that second, with the same delivery.
+    s.receiver.answer(&[429]);
+    suspend_one(&s);
+    let (code, _, err) = s.watch_once().await;
+    assert_eq!(code, Some(1), "{err}");
+    let times = s.receiver.take_times();
+    let posts = s.receiver.take();
+    assert_eq!(posts.len(), 2);
+    assert_eq!(posts[0].0, posts[1].0);
+    assert!(times[1] - times[0] >= std::time::Duration::from_millis(950), "{:?}", times[1] - times[0]);
+
+    // Slack gets `{"text"}` alone, naming the board by its title.
+    let slack = s.hook.replace("/hook/", "/hook/slack-");
+    suspend_one(&s);
+    let (code, _, err) = s.run(&["watch", "--all", "--once", "--slack", &slack]).await;
+    assert_eq!(code, Some(1), "{err}");
+    let posts = s.receiver.take();
+    assert_eq!(posts.len(), 1);
+    assert_eq!(posts[0].1, serde_json::json!({"text": format!("Suspended users: 1 added; {} open", open + 2)}));
+
+    // --every runs until Ctrl-C, then exits 0 after the run under way.
+    let (args, env) = s.args_and_env(&["watch", "--all", "--every", "1s", "--webhook", &s.hook]);
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_jcsql"));
+    cmd.args(&args).envs(env).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().expect("jcsql runs");
+    let pid = child.id().to_string();
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    suspend_one(&s);
+    tokio::time::sleep(std::time::Duration::from_millis(2000)).await;
+    let killed = std::process::Command::new("kill").args(["-INT", &pid]).status().expect("kill");
+    assert!(killed.success());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await.expect("joined").expect("exits");
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.lines().filter(|l| l.starts_with("suspended: ")).count() >= 2, "{err}");
+    assert_eq!(err.lines().filter(|l| l.starts_with("suspended: 1 added")).count(), 1, "{err}");
+    assert_eq!(s.receiver.take().len(), 1, "the one change, posted once");
 }
