@@ -68,6 +68,11 @@ pub enum WatchCommand {
 fn chosen(engine: &Engine, names: &[String], all: bool) -> Result<Vec<Board>, String> {
     let boards = engine.boards();
     match (all, names.is_empty()) {
+        // A wrong boards folder must not pass a CI job by running nothing.
+        (true, true) if boards.is_empty() => Err(format!(
+            "no boards to run: {} has no .sql files (set --boards DIR)",
+            engine.boards_dir().map_or_else(|| "the boards folder".to_string(), |d| d.display().to_string())
+        )),
         (true, true) => Ok(boards),
         (true, false) => Err("name boards or use --all, not both".into()),
         (false, true) => Err("name the boards to run, or use --all (`jcsql board list` lists them)".into()),
@@ -172,6 +177,11 @@ pub async fn watch(engine: &Engine, args: &WatchArgs, home: &Path, format: Forma
     }
     let http = match deliver::client() {
         Ok(c) => c,
+        Err(e) => return usage(&e),
+    };
+    // One watcher per home at a time: two would compare against the same state and post twice.
+    let _lock = match watch::state::lock(&dir) {
+        Ok(lock) => lock,
         Err(e) => return usage(&e),
     };
     let Some(every) = every else {

@@ -77,6 +77,27 @@ pub fn save(dir: &Path, board: &str, state: &BoardState) -> Result<(), String> {
     Ok(())
 }
 
+/// Holds `watch/.lock` while a watcher runs; `Err` says another one holds it.
+pub fn lock(dir: &Path) -> Result<std::fs::File, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let path = dir.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+            "another jcsql watch is running on {} (it holds {}); let it finish, or stop it",
+            dir.display(),
+            path.display()
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", path.display())),
+    }
+}
+
 /// Every board with a state file, by name.
 pub fn all(dir: &Path) -> Vec<(String, Result<BoardState, String>)> {
     let mut names: Vec<String> = std::fs::read_dir(dir)

@@ -198,8 +198,18 @@ async fn check_exits_by_what_the_boards_find() {
     assert!(err.contains("Error: board suspended: a source could not be fetched: jumpcloud.users: the fetch of jumpcloud.users was incomplete"), "{err}");
     s.sim.clear_faults();
 
-    // Usage errors are exit 2 too.
+    // Usage errors are exit 2 too, and so is --all over a folder with no boards (a wrong path
+    // must not pass a CI job).
     assert_eq!(s.run(&["check"]).await.0, Some(2));
+    let empty = tempfile::tempdir().expect("dir");
+    let (mut args, env) = s.args_and_env(&["check", "--all"]);
+    args[1] = empty.path().display().to_string();
+    let out = spawn_cli(args, env, None).await.expect("joined");
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr),
+        format!("Error: no boards to run: {} has no .sql files (set --boards DIR)\n", empty.path().display())
+    );
     let (code, _, err) = s.run(&["check", "nosuch"]).await;
     assert_eq!(code, Some(2));
     assert!(err.contains("nosuch"), "{err}");
@@ -400,6 +410,10 @@ async fn slack_retry_after_and_a_watch_that_runs_until_interrupted() {
     let child = cmd.spawn().expect("jcsql runs");
     let pid = child.id().to_string();
     tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    // A second watcher on the same home is refused while the first runs.
+    let (code, _, err) = s.watch_once().await;
+    assert_eq!(code, Some(2));
+    assert!(err.contains("another jcsql watch is running on"), "{err}");
     suspend_one(&s);
     tokio::time::sleep(std::time::Duration::from_millis(2000)).await;
     let killed = std::process::Command::new("kill").args(["-INT", &pid]).status().expect("kill");
