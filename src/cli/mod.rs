@@ -174,6 +174,8 @@ pub enum Command {
 pub enum DemoCommand {
     /// Serve the demo org over the Postgres wire protocol (`jcsql serve` on the simulated org)
     Serve(serve::ServeArgs),
+    /// Run the demo's boards as `jcsql check` does (exit 0 no rows, 1 rows, 2 an error)
+    Check(watch::CheckArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -273,8 +275,10 @@ async fn dispatch(cli: Cli) -> Result<u8, JcsqlError> {
         Some(Command::Demo { users, seed, orgs, command }) => {
             let demo = Demo::start_orgs(users, seed, orgs, &g).await?;
             let home = Home::from_env().unwrap_or_else(|_| Home::at(demo.dir.path()));
-            if let Some(DemoCommand::Serve(args)) = command {
-                return serve::serve(&demo.engine, &args, &home, &g).await;
+            match command {
+                Some(DemoCommand::Serve(args)) => return serve::serve(&demo.engine, &args, &home, &g).await,
+                Some(DemoCommand::Check(args)) => return Ok(watch::check(&demo.engine, &args, output_format(&g)).await),
+                None => {}
             }
             if !g.quiet && g.commands.is_empty() && g.files.is_empty() && std::io::stdin().is_terminal() {
                 eprintln!(

@@ -425,3 +425,19 @@ async fn slack_retry_after_and_a_watch_that_runs_until_interrupted() {
     assert_eq!(err.lines().filter(|l| l.starts_with("suspended: 1 added")).count(), 1, "{err}");
     assert_eq!(s.receiver.take().len(), 1, "the one change, posted once");
 }
+
+/// `jcsql demo check` runs the demo's example boards, Google's and the exports' included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_checks_its_boards() {
+    let out = spawn_cli(owned(&["demo", "--users", "60", "check", "--all", "--format", "json"]), vec![], None)
+        .await
+        .expect("joined");
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let boards: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let boards = boards.as_array().expect("array");
+    assert_eq!(boards.len(), 22);
+    assert!(boards.iter().all(|b| b["error"].is_null()), "{boards:?}");
+    let without_mfa = boards.iter().find(|b| b["board"] == "users_without_mfa").expect("board");
+    assert_eq!(without_mfa["count"], without_mfa["rows"].as_array().map_or(0, Vec::len));
+}
