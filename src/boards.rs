@@ -192,8 +192,7 @@ pub async fn load_all(ctx: &SessionContext, dir: &Path) -> Vec<Board> {
 /// The sources a table reference belongs to: `jumpcloud.users` → `jumpcloud`,
 /// `inventory.laptops` → `inventory`, `hr` → `hr`.
 pub fn source_of(table: &str) -> String {
-    let catalog = format!("{}.", crate::catalog::CATALOG);
-    let t = table.strip_prefix(catalog.as_str()).unwrap_or(table);
+    let t = crate::catalog::without_catalog(table);
     let t = t.strip_prefix("public.").unwrap_or(t);
     match t.split_once('.') {
         Some((schema, _)) => schema.to_string(),
@@ -201,8 +200,9 @@ pub fn source_of(table: &str) -> String {
     }
 }
 
-/// Every source a board reads, through the boards it reads.
-pub fn sources_of(board: &Board, all: &[Board]) -> BTreeSet<String> {
+/// Every table a board reads that is not a board, through the boards it reads, as written in
+/// the boards (`jumpcloud.users`, `hr`).
+pub fn tables_of(board: &Board, all: &[Board]) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     let mut stack = vec![board.name.clone()];
     let mut seen = BTreeSet::new();
@@ -212,15 +212,19 @@ pub fn sources_of(board: &Board, all: &[Board]) -> BTreeSet<String> {
         }
         let Some(b) = all.iter().find(|b| b.name == name) else { continue };
         for t in &b.tables {
-            let s = source_of(t);
-            if s == SCHEMA {
+            if source_of(t) == SCHEMA {
                 stack.push(t.rsplit('.').next().unwrap_or(t).to_string());
             } else {
-                out.insert(s);
+                out.insert(t.clone());
             }
         }
     }
     out
+}
+
+/// Every source a board reads, through the boards it reads.
+pub fn sources_of(board: &Board, all: &[Board]) -> BTreeSet<String> {
+    tables_of(board, all).iter().map(|t| source_of(t)).collect()
 }
 
 /// Writes `NAME.sql` (with an optional title line) atomically.

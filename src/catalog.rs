@@ -27,6 +27,12 @@ use crate::table::Source;
 /// (`current_database()`, `pg_database`, `\l`), so it is named like the URL jcsql serve prints.
 pub const CATALOG: &str = "jcsql";
 
+/// A table name without the catalog DataFusion may put in front (`jcsql.jumpcloud.users` →
+/// `jumpcloud.users`).
+pub fn without_catalog(name: &str) -> &str {
+    name.strip_prefix(CATALOG).and_then(|rest| rest.strip_prefix('.')).unwrap_or(name)
+}
+
 /// A connection's table. The provider never changes; the snapshot inside it is swapped on
 /// refresh, so views (boards) planned before a refresh read the new rows.
 #[derive(Debug)]

@@ -16,6 +16,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::actions::{self, Actions, Call, CallResult, Permissions, StatementPlan};
 use crate::boards::{self, Board};
+use crate::catalog::CATALOG;
 use crate::catalog::{ConnectionSchema, tables_meta};
 use crate::connection::{Connection, Freshness, cache_dir};
 use crate::error::{JcsqlError, Result};
@@ -24,7 +25,6 @@ use crate::jumpcloud::client::{ClientConfig, JumpCloudClient};
 use crate::sources::{self, SourceConfig, SourceStatus};
 
 pub const META_SCHEMA: &str = "jcsql";
-use crate::catalog::CATALOG;
 
 /// An org a multi-tenant key reaches: schema `jumpcloud_NAME`, same key, its `x-org-id`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -84,8 +84,7 @@ pub fn explain(err: &DataFusionError, known_tables: &[String]) -> String {
     let msg = user_message(err);
     // DataFusion reports an unknown table as a plan error whose only structure is its text.
     if let Some(name) = between(&msg, "table '", "' not found") {
-        let catalog = format!("{}.", crate::catalog::CATALOG);
-        let name = name.strip_prefix(catalog.as_str()).unwrap_or(name);
+        let name = crate::catalog::without_catalog(name);
         let name = name.strip_prefix("public.").unwrap_or(name);
         let near = nearest(name, known_tables.iter().filter(|t| !t.starts_with("information_schema.")), 3);
         return if near.is_empty() {

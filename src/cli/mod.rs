@@ -366,18 +366,12 @@ async fn dispatch(cli: Cli) -> Result<u8, JcsqlError> {
             permissions(&home, change, &g).await
         }
         // An error of either is exit 2, as their other errors are (1 means "rows found").
-        Some(Command::Check(args)) => Ok(match Home::from_env() {
-            Ok(home) => match engine_from_settings(&home, &g).await {
-                Ok((engine, _)) => watch::check(&engine, &args, output_format(&g)).await,
-                Err(e) => report_failure(&e),
-            },
+        Some(Command::Check(args)) => Ok(match home_and_engine(&g).await {
+            Ok((_, engine)) => watch::check(&engine, &args, output_format(&g)).await,
             Err(e) => report_failure(&e),
         }),
-        Some(Command::Watch(args)) => Ok(match Home::from_env() {
-            Ok(home) => match engine_from_settings(&home, &g).await {
-                Ok((engine, _)) => watch::watch(&engine, &args, &home.config_dir, output_format(&g), g.quiet).await,
-                Err(e) => report_failure(&e),
-            },
+        Some(Command::Watch(args)) => Ok(match home_and_engine(&g).await {
+            Ok((home, engine)) => watch::watch(&engine, &args, &home.config_dir, output_format(&g), g.quiet).await,
             Err(e) => report_failure(&e),
         }),
         Some(Command::Fields { table }) => {
@@ -603,6 +597,12 @@ async fn engine_with_key(
 /// The output format: `--format`, else a table on a terminal and CSV when piped.
 fn output_format(g: &GlobalArgs) -> Format {
     g.format.unwrap_or(if std::io::stdout().is_terminal() { Format::Table } else { Format::Csv })
+}
+
+async fn home_and_engine(g: &GlobalArgs) -> Result<(Home, Engine), JcsqlError> {
+    let home = Home::from_env()?;
+    let (engine, _) = engine_from_settings(&home, g).await?;
+    Ok((home, engine))
 }
 
 /// Prints a command's error as its one line and gives `check`/`watch`'s error code.

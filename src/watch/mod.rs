@@ -149,30 +149,12 @@ pub async fn run_board(engine: &Engine, board: &Board) -> BoardRun {
 /// The fetch time of the oldest snapshot among the connection tables the board reads directly or
 /// through other boards.
 fn data_as_of(engine: &Engine, board: &Board) -> Option<String> {
-    let boards = engine.boards();
-    let mut stack = vec![board.clone()];
-    let mut seen = Vec::new();
-    let mut oldest: Option<i64> = None;
-    while let Some(b) = stack.pop() {
-        if seen.contains(&b.name) {
-            continue;
-        }
-        seen.push(b.name.clone());
-        for t in &b.tables {
-            let t = t.strip_prefix(&format!("{}.", crate::catalog::CATALOG)).unwrap_or(t);
-            let Some((schema, table)) = t.split_once('.') else { continue };
-            if schema == crate::boards::SCHEMA {
-                stack.extend(boards.iter().find(|o| o.name == table).cloned());
-                continue;
-            }
-            let Some(conn) = engine.all_connections().find(|c| c.name == schema) else { continue };
-            let Ok(cached) = conn.table(table) else { continue };
-            let (snap, _) = cached.current();
-            if let Some(at) = snap.meta.as_ref().map(|m| m.fetched_at_us) {
-                oldest = Some(oldest.map_or(at, |o| o.min(at)));
-            }
-        }
-    }
+    let oldest = crate::boards::tables_of(board, &engine.boards())
+        .iter()
+        .filter_map(|t| crate::catalog::without_catalog(t).split_once('.'))
+        .filter_map(|(schema, table)| engine.all_connections().find(|c| c.name == schema)?.table(table).ok())
+        .filter_map(|cached| cached.current().0.meta.as_ref().map(|m| m.fetched_at_us))
+        .min();
     oldest
         .and_then(chrono::DateTime::from_timestamp_micros)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
@@ -250,12 +232,10 @@ pub fn compare(previous: Option<&BoardState>, run: &BoardRun, sql: &str, at: &st
         return (events, state);
     }
     state.last_error = None;
+    // Rows keep the result's column order (serde_json's `preserve_order`); without rows the key
+    // has nothing to name.
     let columns: Vec<String> = run.rows.first().map(|r| r.keys().cloned().collect()).unwrap_or_default();
-    let key = match &run.batches.first() {
-        Some(b) => key_columns(sql, &b.schema().fields().iter().map(|f| f.name().clone()).collect::<Vec<_>>()),
-        None => key_columns(sql, &columns),
-    };
-    let current = keyed(&run.rows, &key);
+    let current = keyed(&run.rows, &key_columns(sql, &columns));
     if state.outage.take().is_some() {
         events.push(Event { open_count: current.len(), ..event("source_recovered", None) });
     }

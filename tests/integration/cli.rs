@@ -15,11 +15,7 @@ fn strs(v: &[&str]) -> Vec<String> {
 async fn sync_prints_a_summary_and_restarts_offline() {
     let sim = Simulator::start(SimulatorConfig::new(230, 9)).await.expect("sim");
     let home = tempfile::tempdir().expect("dir");
-    let env = vec![
-        ("JUMPCLOUD_API_URL".to_string(), sim.base_url()),
-        ("JUMPCLOUD_API_KEY".to_string(), "jca_demo".to_string()),
-        ("JCSQL_HOME".to_string(), home.path().display().to_string()),
-    ];
+    let env = sim_env(&sim, home.path());
     let out = run(strs(&["sync", "users", "jumpcloud.devices", "--format", "csv"]), env.clone(), None).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
@@ -153,11 +149,7 @@ async fn formats_round_trip_and_scripts_report_lines() {
 async fn a_command_may_start_with_a_comment() {
     let sim = Simulator::start(SimulatorConfig::new(25, 9)).await.expect("sim");
     let home = tempfile::tempdir().expect("dir");
-    let env = vec![
-        ("JUMPCLOUD_API_URL".to_string(), sim.base_url()),
-        ("JUMPCLOUD_API_KEY".to_string(), "jca_demo".to_string()),
-        ("JCSQL_HOME".to_string(), home.path().display().to_string()),
-    ];
+    let env = sim_env(&sim, home.path());
     let sql = "-- who is in the directory\nselect count(*) as n from jumpcloud.users";
     let out = run(strs(&["-c", sql]), env.clone(), None).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -176,11 +168,7 @@ async fn a_command_may_start_with_a_comment() {
 async fn scripts_take_meta_commands_between_statements() {
     let sim = Simulator::start(SimulatorConfig::new(30, 9)).await.expect("sim");
     let home = tempfile::tempdir().expect("dir");
-    let env = vec![
-        ("JUMPCLOUD_API_URL".to_string(), sim.base_url()),
-        ("JUMPCLOUD_API_KEY".to_string(), "jca_demo".to_string()),
-        ("JCSQL_HOME".to_string(), home.path().display().to_string()),
-    ];
+    let env = sim_env(&sim, home.path());
     let org = sim.org();
     let mut names: Vec<&str> = org.users.iter().map(|u| u.username.as_str()).collect();
     names.sort();

@@ -106,6 +106,15 @@ pub fn jcsql(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output
     child.wait_with_output().expect("jcsql finishes")
 }
 
+/// The environment that points the binary at a simulator (with its default key) and a home.
+pub fn sim_env(sim: &Simulator, home: &std::path::Path) -> Vec<(String, String)> {
+    vec![
+        ("JUMPCLOUD_API_URL".to_string(), sim.base_url()),
+        ("JUMPCLOUD_API_KEY".to_string(), sim.api_key().to_string()),
+        ("JCSQL_HOME".to_string(), home.display().to_string()),
+    ]
+}
+
 /// Runs the binary off the async workers (the tests' simulator keeps serving meanwhile).
 pub fn spawn_cli(
     args: Vec<String>,

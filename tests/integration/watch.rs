@@ -12,7 +12,7 @@ use axum::routing::post;
 use jcsql::jumpcloud::simulator::{Fault, Simulator, SimulatorConfig};
 use serde_json::Value;
 
-use crate::common::{owned, spawn_cli, text};
+use crate::common::{owned, sim_env, spawn_cli, text};
 
 const SECRET: &str = "T0KEN-s3cr3t-in-the-path";
 
@@ -97,12 +97,7 @@ impl Setup {
     fn args_and_env(&self, args: &[&str]) -> (Vec<String>, Vec<(String, String)>) {
         let mut all = owned(&["--boards", &self.boards.path().display().to_string(), "--max-age", "0"]);
         all.extend(owned(args));
-        let env = vec![
-            ("JUMPCLOUD_API_URL".to_string(), self.sim.base_url()),
-            ("JUMPCLOUD_API_KEY".to_string(), "jca_demo".to_string()),
-            ("JCSQL_HOME".to_string(), self.home.path().display().to_string()),
-        ];
-        (all, env)
+        (all, sim_env(&self.sim, self.home.path()))
     }
 
     /// Runs jcsql with the org, home and boards of the test; every run refetches (`--max-age 0`).
@@ -226,6 +221,10 @@ async fn watch_reports_each_change_once_and_nothing_false() {
     let events = s.events();
     assert_eq!(kinds(&events), [("nobody".into(), "baseline".into()), ("suspended".into(), "baseline".into())]);
     assert_eq!(events[1]["open_count"], suspended.len());
+    // When the users snapshot the board read was fetched: during this run.
+    let as_of = events[1]["data_as_of"].as_str().expect("data_as_of");
+    let as_of = chrono::DateTime::parse_from_rfc3339(as_of).expect("RFC 3339");
+    assert!(chrono::Utc::now().signed_duration_since(as_of) < chrono::Duration::seconds(60), "{as_of}");
     assert!(s.receiver.take().is_empty());
 
     // Nothing changed: nothing new, a second time too.
