@@ -91,10 +91,7 @@ pub async fn check(engine: &Engine, args: &CheckArgs, format: Format) -> u8 {
             return FAILED;
         }
     };
-    let mut runs = Vec::new();
-    for board in &boards {
-        runs.push(watch::run_board(engine, board).await);
-    }
+    let runs = watch::run_boards(engine, &boards).await;
     let mut out = std::io::stdout().lock();
     match format {
         Format::Json | Format::Ndjson => {

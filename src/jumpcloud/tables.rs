@@ -654,3 +654,12 @@ mod decode_tests {
         }
     }
 }
+
+#[cfg(test)]
+mod view_tests {
+    #[test]
+    fn the_access_view_reads_the_bindings_and_the_memberships() {
+        let reads: Vec<&str> = super::VIEWS[0].reads().collect();
+        assert_eq!(reads, ["application_users", "application_user_groups", "user_group_members"]);
+    }
+}

@@ -306,6 +306,11 @@ impl ViewDef {
     pub fn sql_for(&self, schema: &str) -> String {
         self.sql.replace("{schema}", schema)
     }
+
+    /// The tables of its connection the view reads.
+    pub fn reads(&self) -> impl Iterator<Item = &'static str> {
+        self.sql.split("{schema}.").skip(1).filter_map(|rest| rest.split([' ', ',', ')']).next())
+    }
 }
 
 /// A join the definitions declare: `table.column` holds ids of `other_table` (`other_column`

@@ -10,7 +10,7 @@
 pub mod deliver;
 pub mod state;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::array::RecordBatch;
@@ -45,7 +45,8 @@ pub struct BoardRun {
 struct FailureRecorder {
     connection: String,
     inner: Arc<dyn SyncObserver>,
-    failures: Arc<Mutex<Vec<String>>>,
+    /// (`connection.table`, what failed).
+    failures: Arc<Mutex<Vec<(String, String)>>>,
 }
 
 impl SyncObserver for FailureRecorder {
@@ -62,7 +63,8 @@ impl SyncObserver for FailureRecorder {
         if let Err(e) = outcome
             && let Ok(mut f) = self.failures.lock()
         {
-            f.push(format!("{}.{table}: {e}", self.connection));
+            let table = format!("{}.{table}", self.connection);
+            f.push((table.clone(), format!("{table}: {e}")));
         }
         self.inner.finished(table, outcome);
     }
@@ -99,9 +101,47 @@ pub fn rows_of(batches: &[RecordBatch]) -> Result<Vec<Row>, String> {
     serde_json::from_slice::<Vec<Row>>(&buf).map_err(|e| e.to_string())
 }
 
-/// Runs one board on fresh data (the connections' freshness decides what is refetched). Any fetch
-/// that fails while it runs makes the run an error, even when a stale snapshot answered.
-pub async fn run_board(engine: &Engine, board: &Board) -> BoardRun {
+/// Runs boards on fresh data (the connections' freshness decides what is refetched), as many at
+/// once as there are cores; the runs come back in the boards' order. Any fetch that fails while
+/// they run makes an error of the run of every board that reads the table, even when a stale
+/// snapshot answered.
+pub async fn run_boards(engine: &Engine, boards: &[Board]) -> Vec<BoardRun> {
+    use futures::StreamExt;
+    let failures: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let connections: Vec<Arc<Connection>> = engine.all_connections().cloned().collect();
+    let previous: Vec<Arc<dyn SyncObserver>> = connections.iter().map(|c| c.observer()).collect();
+    for (conn, inner) in connections.iter().zip(&previous) {
+        conn.set_observer(Arc::new(FailureRecorder {
+            connection: conn.name.clone(),
+            inner: inner.clone(),
+            failures: failures.clone(),
+        }));
+    }
+    let at_once = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut runs: Vec<BoardRun> =
+        futures::stream::iter(boards).map(|b| run_board(engine, b)).buffered(at_once).collect().await;
+    for (conn, inner) in connections.iter().zip(previous) {
+        conn.set_observer(inner);
+    }
+    let failed = failures.lock().map(|f| f.clone()).unwrap_or_default();
+    let all = engine.boards();
+    for (run, board) in runs.iter_mut().zip(boards) {
+        let reads = connection_tables_read(engine, board, &all);
+        let mut why: Vec<String> =
+            failed.iter().filter(|(table, _)| reads.contains(table)).map(|(_, e)| e.clone()).collect();
+        why.sort();
+        why.dedup();
+        if run.error.is_none() && !why.is_empty() {
+            run.error = Some(format!("a source could not be fetched: {}", why.join("; ")));
+            run.rows.clear();
+            run.batches.clear();
+        }
+    }
+    runs
+}
+
+/// One board's rows, or why not (failed fetches are [`run_boards`]'s to add).
+async fn run_board(engine: &Engine, board: &Board) -> BoardRun {
     let mut run = BoardRun {
         name: board.name.clone(),
         title: board.title.clone(),
@@ -113,27 +153,9 @@ pub async fn run_board(engine: &Engine, board: &Board) -> BoardRun {
     if run.error.is_some() {
         return run;
     }
-    let failures: Arc<Mutex<Vec<String>>> = Arc::default();
-    let connections: Vec<Arc<Connection>> = engine.all_connections().cloned().collect();
-    let previous: Vec<Arc<dyn SyncObserver>> = connections.iter().map(|c| c.observer()).collect();
-    for (conn, inner) in connections.iter().zip(&previous) {
-        conn.set_observer(Arc::new(FailureRecorder {
-            connection: conn.name.clone(),
-            inner: inner.clone(),
-            failures: failures.clone(),
-        }));
-    }
     let sql = format!("select * from {}.\"{}\"", crate::boards::SCHEMA, board.name.replace('"', "\"\""));
-    let result = engine.sql(&sql).await;
-    for (conn, inner) in connections.iter().zip(previous) {
-        conn.set_observer(inner);
-    }
-    let failed = failures.lock().map(|f| f.clone()).unwrap_or_default();
-    match result {
+    match engine.sql(&sql).await {
         Err(e) => run.error = Some(engine.explain(&e)),
-        Ok(_) if !failed.is_empty() => {
-            run.error = Some(format!("a source could not be fetched: {}", failed.join("; ")))
-        }
         Ok(batches) => match rows_of(&batches) {
             Ok(rows) => {
                 run.rows = rows;
@@ -144,6 +166,23 @@ pub async fn run_board(engine: &Engine, board: &Board) -> BoardRun {
     }
     run.data_as_of = data_as_of(engine, board);
     run
+}
+
+/// The connection tables (`jumpcloud.users`) a board reads directly, through other boards, or
+/// through a connection's views (`user_application_access` reads the memberships).
+fn connection_tables_read(engine: &Engine, board: &Board, all: &[Board]) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for t in crate::boards::tables_of(board, all) {
+        let Some((schema, table)) = crate::catalog::without_catalog(&t).split_once('.') else { continue };
+        let Some(conn) = engine.all_connections().find(|c| c.name == schema) else { continue };
+        match conn.views.iter().find(|v| v.name == table) {
+            Some(view) => out.extend(view.reads().map(|r| format!("{schema}.{r}"))),
+            None => {
+                out.insert(format!("{schema}.{table}"));
+            }
+        }
+    }
+    out
 }
 
 /// The fetch time of the oldest snapshot among the connection tables the board reads directly or
@@ -308,7 +347,8 @@ pub async fn watch_once(
     http: &reqwest::Client,
 ) -> Vec<Watched> {
     let mut out = Vec::new();
-    for board in boards {
+    let runs = run_boards(engine, boards).await;
+    for (board, run) in boards.iter().zip(runs) {
         let mut watched = Watched {
             board: board.name.clone(),
             events: Vec::new(),
@@ -324,7 +364,6 @@ pub async fn watch_once(
                 continue;
             }
         };
-        let run = run_board(engine, board).await;
         watched.error = run.error.clone();
         let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let (events, mut state) = compare(previous.as_ref(), &run, &board.sql, &at);

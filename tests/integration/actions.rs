@@ -44,7 +44,10 @@ async fn plan_writes_nothing_apply_writes_exactly_the_plan() {
     // The access view is kept as rows; it must follow the memberships the action changes.
     let finance_apps = org.app_groups.iter().filter(|gs| gs.contains(&finance)).count() as i64;
     let access_via_finance = "select count(*) from jumpcloud.user_application_access where via_group_id = (select id from jumpcloud.user_groups where name = 'Finance')";
+    // The first read plans the view's query; the second keeps its rows, which the action must
+    // then replace.
     let access_before = count(&e, access_via_finance).await;
+    assert_eq!(count(&e, access_via_finance).await, access_before);
     assert!(finance_apps > 0, "Finance reaches an application");
     assert_eq!(access_before, before * finance_apps);
 
