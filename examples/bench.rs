@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use jcsql::jumpcloud::EVENTS_PAGE_SIZE;
 use jcsql::jumpcloud::client::PAGE_SIZE;
+use jcsql::jumpcloud::insights::INSIGHTS_PAGE_SIZE;
 use jcsql::jumpcloud::simulator::{Org, OrgSpec, Simulator, SimulatorConfig};
 use jcsql::jumpcloud::tables::all_tables;
 use jcsql::table::Source;
@@ -82,15 +83,30 @@ fn pages(n: usize) -> u64 {
 
 /// Σ max(1, ⌈rows ÷ 100⌉) over each list and each parent of each relation, plus the event
 /// log's pages of 10,000 (its last page is always short, so ⌊rows ÷ 10,000⌋ + 1).
-fn minimum_pages(org: &Org) -> u64 {
+fn minimum_pages(org: &Org, insights: bool) -> u64 {
     all_tables()
         .iter()
+        .filter(|t| is_insights(t) == insights)
         .map(|t| match &t.source {
             Source::List { .. } => pages(org.rows_of(t.name).unwrap_or(0)),
             Source::PerParent { .. } => org.rows_per_parent(t.name).unwrap_or_default().into_iter().map(pages).sum(),
             Source::Log { .. } => org.rows_of(t.name).unwrap_or(0) as u64 / EVENTS_PAGE_SIZE + 1,
+            Source::Insights { .. } => org.rows_of(t.name).unwrap_or(0) as u64 / INSIGHTS_PAGE_SIZE + 1,
         })
         .sum()
+}
+
+/// System Insights tables are synced and reported on their own (DESIGN §8: device inventory).
+fn is_insights(t: &jcsql::table::TableDef) -> bool {
+    matches!(t.source, Source::Insights { .. })
+}
+
+/// `jcsql sync` of the directory's tables (or of System Insights'), with its other arguments.
+fn sync_args(insights: bool, rest: &[&str]) -> Vec<String> {
+    let mut args = vec!["sync".to_string()];
+    args.extend(all_tables().iter().filter(|t| is_insights(t) == insights).map(|t| t.name.to_string()));
+    args.extend(rest.iter().map(|s| s.to_string()));
+    args
 }
 
 fn jcsql_binary() -> PathBuf {
@@ -209,7 +225,8 @@ async fn bench(a: Args) {
     let org = Org::generate(&spec);
     let memberships = org.membership_count();
     let bindings: usize = org.device_users.iter().map(Vec::len).sum();
-    let min_pages = minimum_pages(&org);
+    let min_pages = minimum_pages(&org, false);
+    let insights_min_pages = minimum_pages(&org, true);
     let mut cfg = SimulatorConfig::new(a.users, 42);
     cfg.latency = Duration::from_millis(a.latency_ms);
     cfg.org = spec.clone();
@@ -224,19 +241,33 @@ async fn bench(a: Args) {
     eprintln!("full sync…");
     sim.clear_requests();
     let in_flight = a.in_flight.to_string();
-    let sync =
-        tokio::task::block_in_place(|| run_jcsql(&["sync", "--max-in-flight", &in_flight, "--format", "csv"], &envs));
+    let directory_sync = sync_args(false, &["--max-in-flight", &in_flight, "--format", "csv"]);
+    let directory_sync: Vec<&str> = directory_sync.iter().map(String::as_str).collect();
+    let sync = tokio::task::block_in_place(|| run_jcsql(&directory_sync, &envs));
     assert!(sync.ok, "sync failed: {}", sync.output);
     let (sync_wall, sync_peak) = (sync.wall, sync.peak_rss);
     let requests = sim.request_count();
     let load = sim.request_load();
     // A second full sync compares every table with the snapshot it replaces (`changes.*`).
     eprintln!("second full sync (every table diffed)…");
-    let resync =
-        tokio::task::block_in_place(|| run_jcsql(&["sync", "--max-in-flight", &in_flight, "--format", "csv"], &envs));
+    let resync = tokio::task::block_in_place(|| run_jcsql(&directory_sync, &envs));
     assert!(resync.ok, "second sync failed: {}", resync.output);
 
-    let rows: usize = all_tables().iter().map(|t| org.rows_of(t.name).unwrap_or(0)).sum();
+    let rows: usize = all_tables().iter().filter(|t| !is_insights(t)).map(|t| org.rows_of(t.name).unwrap_or(0)).sum();
+
+    // Device inventory: the nine System Insights tables on their own.
+    eprintln!("System Insights sync…");
+    sim.clear_requests();
+    let insights_sync = sync_args(true, &["--max-in-flight", &in_flight, "--format", "csv"]);
+    let insights_sync: Vec<&str> = insights_sync.iter().map(String::as_str).collect();
+    let insights = tokio::task::block_in_place(|| run_jcsql(&insights_sync, &envs));
+    assert!(insights.ok, "System Insights sync failed: {}", insights.output);
+    let insights_requests = sim.request_count();
+    let insights_rows: usize =
+        all_tables().iter().filter(|t| is_insights(t)).map(|t| org.rows_of(t.name).unwrap_or(0)).sum();
+    let package_rows = org.rows_of("device_apps").unwrap_or(0) + org.rows_of("device_programs").unwrap_or(0);
+    let insights_bound =
+        Duration::from_secs_f64(insights_requests as f64 / a.in_flight as f64 * a.latency_ms as f64 / 1000.0);
     let bound = Duration::from_secs_f64(requests as f64 / a.in_flight as f64 * a.latency_ms as f64 / 1000.0);
     let cache_bytes: u64 = std::fs::read_dir(home.path().join("cache/jumpcloud"))
         .map(|rd| rd.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
@@ -266,26 +297,40 @@ async fn bench(a: Args) {
     // Boards that watch, on the warm cache: every example board that reads JumpCloud alone (the
     // others join exports or Google, which this org has not connected).
     eprintln!("jcsql check --all and watch --once…");
+    // The directory's boards, then with the device boards (System Insights) too.
     let watched = tempfile::tempdir().expect("boards dir");
+    let with_devices = tempfile::tempdir().expect("boards dir");
     let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/boards");
     for e in std::fs::read_dir(&examples).into_iter().flatten().flatten() {
         let sql = std::fs::read_to_string(e.path()).unwrap_or_default();
         let other_tool = ["google.", " hr", "inventory"].iter().any(|t| sql.contains(t));
         if e.path().extension().is_some_and(|x| x == "sql") && !other_tool {
-            let _ = std::fs::copy(e.path(), watched.path().join(e.file_name()));
+            let _ = std::fs::copy(e.path(), with_devices.path().join(e.file_name()));
+            if !sql.contains("jumpcloud.device_") || sql.contains("jumpcloud.device_users") {
+                let _ = std::fs::copy(e.path(), watched.path().join(e.file_name()));
+            }
         }
     }
-    let watched_boards = std::fs::read_dir(watched.path()).map(|rd| rd.count()).unwrap_or(0);
+    let count_boards = |dir: &Path| std::fs::read_dir(dir).map(|rd| rd.count()).unwrap_or(0);
+    let (watched_boards, all_boards) = (count_boards(watched.path()), count_boards(with_devices.path()));
     let boards_arg = watched.path().display().to_string();
-    let mut checks = Vec::new();
-    for _ in 0..a.runs {
-        let run = tokio::task::block_in_place(|| {
-            run_jcsql(&["--boards", &boards_arg, "check", "--all", "--format", "csv"], &envs)
-        });
-        assert!(run.output.contains(" rows\n") && !run.output.contains(": error: "), "check failed: {}", run.output);
-        checks.push(run.wall);
-    }
-    let check_median = median(checks);
+    let check_all = |dir: &str| {
+        let mut checks = Vec::new();
+        for _ in 0..a.runs {
+            let run = tokio::task::block_in_place(|| {
+                run_jcsql(&["--boards", dir, "check", "--all", "--format", "csv"], &envs)
+            });
+            assert!(
+                run.output.contains(" rows\n") && !run.output.contains(": error: "),
+                "check failed: {}",
+                run.output
+            );
+            checks.push(run.wall);
+        }
+        median(checks)
+    };
+    let check_median = check_all(&boards_arg);
+    let check_devices_median = check_all(&with_devices.path().display().to_string());
     let watch_runs: Vec<Duration> = (0..2)
         .map(|_| {
             let run = tokio::task::block_in_place(|| {
@@ -417,6 +462,25 @@ async fn bench(a: Args) {
     ));
     out.push_str(&format!("| snapshots on disk | {:.1} MiB | | |\n", cache_bytes as f64 / 1048576.0));
     out.push_str(&format!(
+        "| System Insights sync: requests ({insights_rows} rows, {package_rows} of them apps and programs, {} devices) | {insights_requests} (minimum pages {insights_min_pages}, ×{:.3}) | ≤ 1.05 × minimum | {} |\n",
+        org.devices.len(),
+        insights_requests as f64 / insights_min_pages as f64,
+        check(insights_requests as f64 <= 1.05 * insights_min_pages as f64)
+    ));
+    out.push_str(&format!(
+        "| System Insights sync: wall time | {:.2} s (bound {:.2} s, ×{:.2}; CPU {:.2} s) | ≤ 1.25 × requests ÷ in-flight × latency | {} |\n",
+        insights.wall.as_secs_f64(),
+        insights_bound.as_secs_f64(),
+        insights.wall.as_secs_f64() / insights_bound.as_secs_f64(),
+        insights.cpu.as_secs_f64(),
+        check(insights.wall.as_secs_f64() <= 1.25 * insights_bound.as_secs_f64())
+    ));
+    out.push_str(&format!(
+        "| System Insights sync: peak resident memory | {:.0} MiB | < 2 GiB | {} |\n",
+        insights.peak_rss as f64 / 1048576.0,
+        check(insights.peak_rss < 2 << 30)
+    ));
+    out.push_str(&format!(
         "| second full sync (every table compared with its last snapshot) | {:.2} s wall, {:.2} s CPU, {:.0} MiB peak | | |\n",
         resync.wall.as_secs_f64(),
         resync.cpu.as_secs_f64(),
@@ -454,6 +518,11 @@ async fn bench(a: Args) {
         ms(check_median),
         a.runs,
         check(check_median < Duration::from_secs(1))
+    ));
+    out.push_str(&format!(
+        "| `jcsql check --all` with the device boards ({all_boards} boards, 1.2 M rows of software) | median {} of {} runs | | |\n",
+        ms(check_devices_median),
+        a.runs
     ));
     out.push_str(&format!(
         "| `jcsql watch --all --once` ({watched_boards} boards): baseline run, then a compared run | {} / {} | | |\n",
@@ -558,6 +627,8 @@ async fn side_by_side(engine: &jcsql::Engine, runs: usize) -> Vec<Natural> {
         "applications",
         "application_users",
         "application_user_groups",
+        "device_apps",
+        "device_programs",
     ] {
         let path = dir.path().join(format!("{t}.parquet"));
         let copy = format!("COPY (SELECT * FROM jumpcloud.{t}) TO '{}' STORED AS PARQUET", path.display());

@@ -72,3 +72,13 @@ select split_part(email, '@', 2) as domain, count(*) as users
 from jumpcloud.users
 group by domain
 order by users desc, domain;
+
+-- name: software_inventory
+select name, version, count(distinct device_id) as devices
+from (
+  select bundle_name as name, bundle_short_version as version, device_id from jumpcloud.device_apps
+  union all
+  select name, version, device_id from jumpcloud.device_programs
+) software
+group by name, version
+order by devices desc, name, version;

@@ -396,7 +396,7 @@ impl TableProvider for MaterializedView {
             if let Some(n) = limit {
                 plan = plan.limit(0, Some(n))?;
             }
-            return state.create_physical_plan(&plan.build()?).await;
+            return PlannedQuery::plan(state, &plan.build()?).await;
         }
         let kept = self.rows(state).await?;
         let n = state.config().target_partitions();
@@ -455,7 +455,79 @@ impl TableProvider for OrderedView {
             }
             None => self.plan.clone(),
         };
-        state.create_physical_plan(&plan).await
+        PlannedQuery::plan(state, &plan).await
+    }
+}
+
+/// A view's query planned whole inside a table scan: already optimized, so the outer query's
+/// optimizer must not run over it again. DataFusion's passes are not idempotent on a finished
+/// plan (a second join reordering trips over the dynamic filters the first pass built: "Cannot
+/// swap HashJoinExec inputs after dynamic filters have been constructed"), so to the outer
+/// plan this is a leaf that executes the inner one.
+#[derive(Debug)]
+pub struct PlannedQuery {
+    inner: Arc<dyn ExecutionPlan>,
+    statistics: Arc<datafusion::common::Statistics>,
+}
+
+impl PlannedQuery {
+    pub async fn plan(state: &dyn Session, plan: &LogicalPlan) -> Result<Arc<dyn ExecutionPlan>> {
+        use datafusion::physical_plan::statistics::{StatisticsArgs, StatisticsContext};
+        let inner = state.create_physical_plan(plan).await?;
+        let statistics = StatisticsContext::new().compute(inner.as_ref(), &StatisticsArgs::new())?;
+        Ok(Arc::new(PlannedQuery { inner, statistics }))
+    }
+}
+
+impl datafusion::physical_plan::DisplayAs for PlannedQuery {
+    fn fmt_as(
+        &self,
+        _t: datafusion::physical_plan::DisplayFormatType,
+        f: &mut std::fmt::Formatter,
+    ) -> std::fmt::Result {
+        let inner = datafusion::physical_plan::displayable(self.inner.as_ref()).indent(false).to_string();
+        write!(f, "PlannedQuery: [{}]", inner.trim_end().replace('\n', "; "))
+    }
+}
+
+impl ExecutionPlan for PlannedQuery {
+    fn name(&self) -> &str {
+        "PlannedQuery"
+    }
+
+    fn properties(&self) -> &Arc<datafusion::physical_plan::PlanProperties> {
+        self.inner.properties()
+    }
+
+    /// The inner plan's expressions are its own business: nothing outside rewrites them.
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn datafusion::physical_expr::PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        Vec::new()
+    }
+
+    fn with_new_children(self: Arc<Self>, _children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<datafusion::execution::TaskContext>,
+    ) -> Result<datafusion::execution::SendableRecordBatchStream> {
+        self.inner.execute(partition, context)
+    }
+
+    fn partition_statistics(&self, partition: Option<usize>) -> Result<Arc<datafusion::common::Statistics>> {
+        match partition {
+            None => Ok(self.statistics.clone()),
+            Some(_) => Ok(Arc::new(datafusion::common::Statistics::new_unknown(&self.schema()))),
+        }
     }
 }
 

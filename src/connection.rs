@@ -277,7 +277,7 @@ impl Connection {
 
     /// The parents a relation table is fetched for: the given ones, or every id in the parent
     /// table's snapshot (refreshed first when stale).
-    async fn parent_ids(&self, parent: &str, only: Option<&[String]>) -> Result<Vec<String>> {
+    pub async fn parent_ids(&self, parent: &str, only: Option<&[String]>) -> Result<Vec<String>> {
         if let Some(ids) = only {
             return Ok(ids.to_vec());
         }

@@ -54,6 +54,9 @@ pub const EXAMPLE_BOARDS: &[(&str, &str)] = &[
         include_str!("../../examples/boards/users_suspended_or_unsuspended_this_week.sql"),
     ),
     ("users_without_mfa", include_str!("../../examples/boards/users_without_mfa.sql")),
+    ("unencrypted_boot_volumes", include_str!("../../examples/boards/unencrypted_boot_volumes.sql")),
+    ("local_admins_not_bound", include_str!("../../examples/boards/local_admins_not_bound.sql")),
+    ("software_inventory", include_str!("../../examples/boards/software_inventory.sql")),
 ];
 
 /// Writes the example boards and the exports that join to `org` under `dir`, and returns the

@@ -75,6 +75,9 @@ impl Connector for GoogleConnector {
                 }
             }
             Source::Log { .. } => return Err(JcsqlError::Config(format!("google.{name} is not an event log"))),
+            Source::Insights { .. } => {
+                return Err(JcsqlError::Config(format!("google.{name} is not a System Insights table")));
+            }
         }
         let (mut snapshot, summary) = finish_fetch(conn, def, fetched, started, fetched_at_us, None)?;
         snapshot.batches = snapshot.batches.into_iter().map(never_as_null).collect::<Result<_>>()?;

@@ -61,6 +61,8 @@ pub struct ClientConfig {
     pub events_window: Duration,
     /// Requests in flight at once, across every table of the connection.
     pub max_in_flight: usize,
+    /// Records a System Insights page asks for (the spec's maximum, 10,000; smaller in tests).
+    pub insights_page_size: u64,
     /// Optional steady pace, requests per second.
     pub requests_per_second: Option<f64>,
     /// Attempts for a read that gets 429, 5xx or a transport error.
@@ -83,6 +85,7 @@ impl ClientConfig {
             insights_url,
             events_window: DEFAULT_EVENTS_WINDOW,
             max_in_flight: 8,
+            insights_page_size: super::insights::INSIGHTS_PAGE_SIZE,
             requests_per_second: None,
             max_attempts: 8,
             base_backoff: Duration::from_millis(200),
@@ -391,6 +394,21 @@ impl JumpCloudClient {
         let (decoded, rows) = parse_body(&page.body, Records(decoder))
             .map_err(|e| JcsqlError::Decode { what: format!("GET /api{path}"), reason: e.to_string() })?;
         Ok(PageOf { page: decoded, rows, total: page.total, bytes: page.body.len() as u64, attempts: page.attempts })
+    }
+
+    /// One page of a System Insights route (a bare array, no count): the decoded page, its
+    /// record count, the requests it took and its size.
+    pub async fn insights_page<P: PageDecoder>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        skip: u64,
+        limit: u64,
+        decoder: &P,
+    ) -> Result<(P::Page, u64, u64, u64)> {
+        let extra: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let p = self.v2_page(path, &extra, skip, limit, decoder).await?;
+        Ok((p.page, p.rows, p.attempts, p.bytes))
     }
 
     /// The same key on another org (`x-org-id`), sharing this client's limiter: every org of

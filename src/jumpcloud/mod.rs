@@ -3,6 +3,7 @@
 //! the generic [`Connection`]'s business; a connection per org is just another value.
 
 pub mod client;
+pub mod insights;
 pub mod simulator;
 pub mod tables;
 
@@ -89,6 +90,27 @@ impl Connector for JumpCloudConnector {
                 let decoder = TablePage { def, parent: None, fetched_at_us };
                 let l = client.list(path, &[], &progress, &decoder).await?;
                 (l.pages, l.expected, l.bytes, l.requests)
+            }
+            Source::Insights { path, sort } => {
+                observer.started(name, None, "rows");
+                let devices = match only_parents {
+                    Some(_) => Vec::new(),
+                    None => conn.parent_ids(crate::table::INSIGHTS_DEVICE_TABLE, None).await?,
+                };
+                let l = insights::fetch(
+                    client,
+                    def,
+                    path,
+                    sort,
+                    &devices,
+                    only_parents,
+                    client.config().insights_page_size,
+                    fetched_at_us,
+                    &|rows| observer.advance(name, rows),
+                )
+                .await?;
+                // No count: a table is whole when every page chain ended on a short page.
+                (l.pages, None, l.bytes, l.requests)
             }
             Source::PerParent { parent, path, query } => {
                 let in_flight = client.config().max_in_flight.max(1) * 2;

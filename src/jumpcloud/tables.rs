@@ -527,6 +527,9 @@ static TABLES: LazyLock<Vec<TableDef>> = LazyLock::new(|| {
         policy_statuses(),
         directory_events(),
     ]
+    .into_iter()
+    .chain(super::insights::tables())
+    .collect()
 });
 
 /// Every JumpCloud table, parents before the relation tables that need them.

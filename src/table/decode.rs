@@ -11,7 +11,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayRef, BooleanBuilder, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
+    ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
 };
 use serde::Deserialize;
 use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
@@ -143,6 +143,16 @@ impl Cell<'_> {
         match self {
             Cell::Bool(b) => Some(*b),
             Cell::Str(s) => s.parse().ok(),
+            _ => None,
+        }
+    }
+
+    fn as_float(&self) -> Option<f64> {
+        match self {
+            Cell::Int(i) => Some(*i as f64),
+            Cell::UInt(u) => Some(*u as f64),
+            Cell::Float(f) => Some(*f),
+            Cell::Str(s) => s.trim().parse().ok(),
             _ => None,
         }
     }
@@ -337,6 +347,7 @@ enum ColumnBuilder {
     Text(StringBuilder),
     Bool(BooleanBuilder),
     Int(Int64Builder),
+    Float(Float64Builder),
     Timestamp(TimestampMicrosecondBuilder),
 }
 
@@ -348,6 +359,7 @@ impl ColumnBuilder {
             }
             Kind::Bool => ColumnBuilder::Bool(BooleanBuilder::with_capacity(rows)),
             Kind::Int => ColumnBuilder::Int(Int64Builder::with_capacity(rows)),
+            Kind::Float => ColumnBuilder::Float(Float64Builder::with_capacity(rows)),
             Kind::Timestamp | Kind::FetchedAt => {
                 ColumnBuilder::Timestamp(TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC"))
             }
@@ -359,6 +371,7 @@ impl ColumnBuilder {
             ColumnBuilder::Text(mut b) => Arc::new(b.finish()),
             ColumnBuilder::Bool(mut b) => Arc::new(b.finish()),
             ColumnBuilder::Int(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::Float(mut b) => Arc::new(b.finish()),
             ColumnBuilder::Timestamp(mut b) => Arc::new(b.finish()),
         }
     }
@@ -424,6 +437,7 @@ impl<'t> PageBuilder<'t> {
                 },
                 ColumnBuilder::Bool(b) => b.append_option(cell.and_then(Cell::as_bool)),
                 ColumnBuilder::Int(b) => b.append_option(cell.and_then(Cell::as_int)),
+                ColumnBuilder::Float(b) => b.append_option(cell.and_then(Cell::as_float)),
                 ColumnBuilder::Timestamp(b) => match column.kind {
                     Kind::FetchedAt => b.append_value(self.fetched_at_us),
                     _ => b.append_option(cell.and_then(Cell::as_timestamp_us)),

@@ -30,6 +30,9 @@ pub enum Source {
     /// An append-only event log queried by time. A refresh asks only for entries newer than the
     /// newest one held and appends them; the snapshot covers a window of time.
     Log { path: &'static str, time_column: &'static str },
+    /// A System Insights route: one list across every device (bare arrays, no count), sorted on
+    /// `sort` (a unique key, `system_id` first) and narrowed to devices by a `system_id` filter.
+    Insights { path: &'static str, sort: &'static str },
 }
 
 /// How one JSON value becomes one Arrow value.
@@ -38,6 +41,7 @@ pub enum Kind {
     Text,
     Bool,
     Int,
+    Float,
     Timestamp,
     /// Arrays and objects holding more than scalars, kept as JSON text (secrets removed).
     Json,
@@ -55,6 +59,7 @@ impl Kind {
             Kind::Text | Kind::Json | Kind::Reference | Kind::ParentId => DataType::Utf8,
             Kind::Bool => DataType::Boolean,
             Kind::Int => DataType::Int64,
+            Kind::Float => DataType::Float64,
             Kind::Timestamp | Kind::FetchedAt => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
         }
     }
@@ -142,6 +147,10 @@ pub struct TableDef {
 
 pub const PRIMARY_FIELD_KEY: &str = "jcsql.primary_field";
 
+/// A System Insights table's rows belong to a device: fetched for devices, narrowed by this column.
+pub const INSIGHTS_DEVICE_TABLE: &str = "devices";
+pub const INSIGHTS_DEVICE_COLUMN: &str = "device_id";
+
 impl TableDef {
     pub fn new(
         name: &'static str,
@@ -212,7 +221,10 @@ impl TableDef {
 
     /// The column holding the parent's id, for relation tables.
     pub fn parent_column(&self) -> Option<&str> {
-        self.columns.iter().find(|c| c.kind == Kind::ParentId).map(|c| c.name.as_str())
+        match self.source {
+            Source::Insights { .. } => Some(INSIGHTS_DEVICE_COLUMN),
+            _ => self.columns.iter().find(|c| c.kind == Kind::ParentId).map(|c| c.name.as_str()),
+        }
     }
 
     pub fn column(&self, name: &str) -> Option<&Column> {
@@ -223,6 +235,7 @@ impl TableDef {
     pub fn parent_table(&self) -> Option<&'static str> {
         match &self.source {
             Source::PerParent { parent, .. } => Some(parent),
+            Source::Insights { .. } => Some(INSIGHTS_DEVICE_TABLE),
             Source::List { .. } | Source::Log { .. } => None,
         }
     }

@@ -31,7 +31,7 @@ async fn each_example_board_returns_what_the_generator_planted() {
     let e = &demo.engine;
     let boards = strings(e, "select name, error from jcsql.boards order by name").await;
     assert_eq!(boards.len(), jcsql::cli::workspace::EXAMPLE_BOARDS.len());
-    assert_eq!(boards.len(), 22);
+    assert_eq!(boards.len(), 25);
     assert!(boards.iter().all(|b| b[1] == "NULL"), "{boards:?}");
 
     let active_no_mfa =

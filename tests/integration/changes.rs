@@ -93,7 +93,12 @@ async fn a_second_fetch_records_exactly_what_changed() {
     assert_eq!(feed.len(), 3);
     assert_eq!(feed[0], vec!["devices".to_string(), "removed".into(), device_id]);
     let total = count(e, "select count(*) from changes.all").await;
-    assert_eq!(total as usize, 2 + 1 + 1 + bindings + in_groups);
+    // The removed device's System Insights rows went with it.
+    let insights: usize = jcsql::jumpcloud::simulator::insights::ROUTES
+        .iter()
+        .map(|(route, ..)| jcsql::jumpcloud::simulator::insights::count(&org, route, d))
+        .sum();
+    assert_eq!(total as usize, 2 + 1 + 1 + bindings + in_groups + insights);
 
     // Nothing changed: a third fetch records nothing.
     let third = sync_all(e).await;

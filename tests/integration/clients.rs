@@ -214,7 +214,7 @@ async fn pgjdbc_browses_the_catalog_and_runs_prepared_statements() {
         ("catalog", "jcsql".into()),
         ("schemas", "boards,changes,jcsql,jumpcloud,pg_catalog,public".into()),
         ("tables", tables.join(",")),
-        ("board_views", "15".into()),
+        ("board_views", "18".into()),
         ("user_columns", "id:text,username:text,email:text".into()),
         ("grafana_version_probe", "1600".into()),
         ("isolation", "read committed".into()),

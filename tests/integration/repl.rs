@@ -108,7 +108,7 @@ Statements end with `;` and may span lines; Ctrl-C cancels a running statement.
         "2 rows in <t>\n1 row in <t>, 1 API request\n\
          Error: unknown mode nonsense; use table, line, csv, json, ndjson or markdown\n\
          Error: unknown command .frobnicate; `.help` lists the commands\n\
-         Error: unknown table jumpcloud.devics; did you mean jumpcloud.devices, jumpcloud.policies, jumpcloud.device_users? (`.tables` lists the tables)\n"
+         Error: unknown table jumpcloud.devics; did you mean jumpcloud.devices, jumpcloud.device_apps, jumpcloud.policies? (`.tables` lists the tables)\n"
     );
 }
 
@@ -189,12 +189,24 @@ async fn completion_offers_tables_columns_keywords_and_commands() {
         complete(".schema jumpcloud.dev"),
         (
             8,
-            vec![
-                "jumpcloud.device_group_members".to_string(),
-                "jumpcloud.device_groups".to_string(),
-                "jumpcloud.device_users".to_string(),
-                "jumpcloud.devices".to_string()
+            [
+                "device_apps",
+                "device_bitlocker",
+                "device_chrome_extensions",
+                "device_disk_encryption",
+                "device_group_members",
+                "device_groups",
+                "device_local_users",
+                "device_mounts",
+                "device_os_versions",
+                "device_programs",
+                "device_system_info",
+                "device_users",
+                "devices"
             ]
+            .iter()
+            .map(|t| format!("jumpcloud.{t}"))
+            .collect::<Vec<_>>()
         )
     );
     assert_eq!(complete("select u.mfa_c"), (7, vec!["u.mfa_configured".to_string()]));

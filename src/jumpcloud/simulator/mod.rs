@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod demo_data;
+pub mod insights;
 pub mod org;
 
 use std::collections::HashMap;
@@ -100,6 +101,8 @@ struct Shared {
     peak_in_flight: AtomicU64,
     /// Sum of the time each request spent in the server, latency included.
     busy_us: AtomicU64,
+    /// System Insights paging indexes by (org, route).
+    insights: Mutex<HashMap<(usize, String), Arc<insights::Index>>>,
 }
 
 /// How busy the server was since the last [`Simulator::clear_requests`]: `busy` ÷ wall time is
@@ -159,6 +162,7 @@ impl Simulator {
             in_flight: AtomicU64::new(0),
             peak_in_flight: AtomicU64::new(0),
             busy_us: AtomicU64::new(0),
+            insights: Mutex::new(HashMap::new()),
         });
         let app = router(shared.clone());
         let (tx, rx) = oneshot::channel::<()>();
@@ -266,6 +270,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v2/systemgroups", get(list_device_groups))
         .route("/api/v2/systemgroups/{id}/members", get(device_group_members))
         .route("/api/v2/policies", get(list_policies))
+        .route("/api/v2/systeminsights/{route}", get(system_insights))
         .route("/api/v2/policies/{id}/policystatuses", get(policy_statuses))
         .route("/insights/directory/v1/events", axum::routing::post(query_events))
         .route("/api/systems", get(list_devices))
@@ -594,6 +599,29 @@ const ORG_NAMES: &[&str] = &[
     "Tyrell Retail",
     "Wonka Sweets",
 ];
+
+/// `GET /api/v2/systeminsights/ROUTE`: the fleet's osquery rows ([`insights`]).
+async fn system_insights(t: Tenant, Path(route): Path<String>, Query(query): Query<Vec<(String, String)>>) -> Response {
+    let org = t.read();
+    let key = (t.index, route.clone());
+    let cached = t.shared.insights.lock().ok().and_then(|c| c.get(&key).cloned()).filter(|i| i.is_for(&org));
+    let index = match cached {
+        Some(i) => i,
+        None => {
+            let built = Arc::new(insights::Index::build(&org, &route));
+            if let Ok(mut c) = t.shared.insights.lock() {
+                c.insert(key, built.clone());
+            }
+            built
+        }
+    };
+    // Rows are collected "today", so every page of one sync agrees.
+    let today_ms = chrono::Utc::now().timestamp_millis() / 86_400_000 * 86_400_000;
+    match insights::answer(&org, &route, &query, &index, today_ms) {
+        Ok(body) => json_response(StatusCode::OK, body, None),
+        Err((status, message)) => error(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), &message),
+    }
+}
 
 /// `GET /api/organizations`: the orgs the key reaches (v1 envelope).
 async fn list_organizations(State(s): State<Arc<Shared>>, Query(p): Query<Paging>) -> Response {

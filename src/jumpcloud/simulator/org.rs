@@ -659,7 +659,7 @@ impl Org {
                 serial_number: format!("C{:02}X{:07}", rng.below(100), rng.below(10_000_000)),
                 ssh_root_enabled: false,
                 sshd_params: vec![],
-                system_insights: json!({"state": if rng.chance(0.6) { "enabled" } else { "deferred" }}),
+                system_insights: json!({"state": if rng.chance(0.9) { "enabled" } else { "deferred" }}),
                 system_timezone: *rng.pick(&[-8, -5, 0, 1, 9]),
                 system_token: format!("{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}", rng.next_u64() as u32, rng.below(0xffff), rng.below(0xfff), rng.below(0xfff), rng.next_u64() & 0xffff_ffff_ffff),
                 template_name: template.to_string(),
@@ -831,7 +831,10 @@ impl Org {
                 sum(&self.app_users)
                     + self.app_groups.iter().flatten().map(|g| self.group_members[*g].len()).sum::<usize>()
             }
-            _ => return None,
+            other => {
+                let route = super::insights::route_of(other)?;
+                (0..self.devices.len()).map(|d| super::insights::count(self, route, d)).sum()
+            }
         })
     }
 
