@@ -136,10 +136,13 @@ impl Engine {
         }
 
         let mut tools = Vec::new();
+        let mut google_target = None;
         if let Some(google) = options.google {
             let client = crate::google::GoogleClient::new(google)?;
             let dir = options.cache_dir.as_ref().map(|d| cache_dir(d, crate::google::SCHEMA));
-            tools.push(Arc::new(crate::google::connection(Some(client), dir.as_deref(), options.freshness)));
+            let conn = Arc::new(crate::google::connection(Some(client.clone()), dir.as_deref(), options.freshness));
+            google_target = Some((conn.clone(), Some(client)));
+            tools.push(conn);
         }
         unique.extend(tools.iter().cloned());
 
@@ -154,7 +157,8 @@ impl Engine {
         let catalog = ctx.catalog(CATALOG).ok_or_else(|| registration("the default catalog is missing"))?;
 
         let targets = connections.iter().cloned().zip(clients.iter().cloned()).collect();
-        let actions = Arc::new(Actions::new(targets, options.permissions.clone(), options.audit_log.clone()));
+        let actions =
+            Arc::new(Actions::new(targets, google_target, options.permissions.clone(), options.audit_log.clone()));
         // Without a statement's plan the action functions only plan (boards are checked with them).
         for udf in actions.udfs(None) {
             ctx.register_udf(udf);

@@ -130,6 +130,10 @@ pub enum GoogleError {
     #[error("Google answered {status} for {what}: {message}")]
     Http { status: u16, what: String, message: String },
     #[error(
+        "Google refused a token with the scopes the enabled Google actions need: delegate {missing} to the service account {account} (Admin console → Security → API controls → Domain-wide delegation), or disable the Google actions with `jcsql permissions disable ACTION`"
+    )]
+    ScopeNotDelegated { missing: String, account: String },
+    #[error(
         "Google kept answering {status} for {what} after {attempts} attempts ({message}); try again later, or lower the load with --max-in-flight"
     )]
     RetriesExhausted { status: u16, what: String, attempts: u32, message: String },

@@ -10,6 +10,21 @@ use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use crate::error::one_line;
 use crate::table::decode::PageDecoder;
 
+/// A `Retry-After` header in seconds (fractions allowed), when the server sent a usable one.
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<std::time::Duration> {
+    let seconds = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim().parse::<f64>().ok()?;
+    (seconds.is_finite() && seconds >= 0.0).then(|| std::time::Duration::from_secs_f64(seconds))
+}
+
+/// The outcome of a write: the HTTP status and the decoded body, if any (non-2xx statuses are
+/// answers, not errors, so actions can map them to outcomes).
+#[derive(Debug)]
+pub struct WriteResponse {
+    pub status: u16,
+    pub body: Option<serde_json::Value>,
+    pub message: String,
+}
+
 /// What a list fetch returned: its pages, each already converted by the caller.
 #[derive(Debug)]
 pub struct Listing<B> {

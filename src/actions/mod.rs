@@ -36,8 +36,18 @@ use serde_json::Value;
 use crate::catalog::{ComputedTable, timestamp_type};
 use crate::connection::{Connection, now_us};
 use crate::error::JcsqlError;
+use crate::google::GoogleClient;
 use crate::jumpcloud::client::JumpCloudClient;
 pub use list::ACTIONS;
+
+/// The tool an action changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tool {
+    JumpCloud,
+    Google,
+    /// Every connected tool, one step per call of the other actions (`offboard_user`).
+    Every,
+}
 
 /// What an input names, and so how it is resolved before the call is recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +56,10 @@ pub enum InputKind {
     User,
     /// A user group by id or name, resolved to its id.
     Group,
+    /// A Google user by primary email, alias or id, resolved to its id.
+    GoogleUser,
+    /// A Google group by email or id, resolved to its id.
+    GoogleGroup,
     /// Text taken as given.
     Text,
 }
@@ -66,6 +80,12 @@ impl Input {
     pub const fn group() -> Input {
         Input { name: "group", kind: InputKind::Group, optional: false, shown_as: Some("group") }
     }
+    pub const fn google_user() -> Input {
+        Input { name: "user", kind: InputKind::GoogleUser, optional: false, shown_as: Some("user") }
+    }
+    pub const fn google_group() -> Input {
+        Input { name: "group", kind: InputKind::GoogleGroup, optional: false, shown_as: Some("group") }
+    }
     pub const fn text(name: &'static str) -> Input {
         Input { name, kind: InputKind::Text, optional: false, shown_as: None }
     }
@@ -81,13 +101,16 @@ impl Input {
         let base = match self.kind {
             InputKind::User => format!("{} (id, username or email)", self.name),
             InputKind::Group => format!("{} (id or name)", self.name),
+            InputKind::GoogleUser => format!("{} (Google primary email, alias or id)", self.name),
+            InputKind::GoogleGroup => format!("{} (Google group email or id)", self.name),
             InputKind::Text => self.name.to_string(),
         };
         if self.optional { format!("{base} (optional)") } else { base }
     }
 }
 
-/// One HTTP request an applied call makes (`path` below `/api`).
+/// One HTTP request an applied call makes (`path` below `/api`, or below the Directory API's
+/// base for Google); a `Null` body sends none.
 #[derive(Debug, Clone)]
 pub struct Request {
     pub method: reqwest::Method,
@@ -115,10 +138,15 @@ pub enum Patch {
     Replace { table: &'static str, id: String, record: Value },
 }
 
+/// A call's status for an HTTP status and message, when `outcomes` cannot say.
+pub type Explain = fn(&Call, u16, &str) -> Option<String>;
+
 /// One action.
 #[derive(Debug)]
 pub struct ActionDef {
     pub name: &'static str,
+    /// The tool it changes: its client, its directory for inputs, its cached tables.
+    pub tool: Tool,
     pub does: &'static str,
     pub inputs: &'static [Input],
     pub enabled_by_default: bool,
@@ -126,6 +154,9 @@ pub struct ActionDef {
     pub request: fn(&Call) -> Request,
     /// HTTP status → outcome; any other status is `error: …`.
     pub outcomes: &'static [(u16, &'static str)],
+    /// A status whose meaning depends on the answer (Google's 404 for a member or for a group,
+    /// 412 for an abuse suspension): the call's status, before `outcomes` is consulted.
+    pub explain: Option<Explain>,
     /// The cache patches after a successful call, given the response body.
     pub patch: fn(&Call, Option<&Value>) -> Vec<Patch>,
 }
@@ -201,6 +232,9 @@ pub struct Call {
     /// Which of the engine's connections (orgs) it acts on; 0 is the default one.
     pub connection: usize,
     pub args: Vec<Arg>,
+    /// For a step of `offboard_user`, the person (email) it offboards: a failed step stops
+    /// that person's later steps.
+    pub person: Option<String>,
 }
 
 impl Call {
@@ -304,6 +338,8 @@ impl StatementPlan {
 /// audit log.
 pub struct Actions {
     targets: Vec<(Arc<Connection>, Option<JumpCloudClient>)>,
+    /// Google Workspace, when connected, with the client that writes to it.
+    google: Option<(Arc<Connection>, Option<GoogleClient>)>,
     permissions: RwLock<Permissions>,
     audit_log: Option<PathBuf>,
 }
@@ -329,10 +365,18 @@ pub fn planned_numbers(batches: &[RecordBatch]) -> BTreeSet<usize> {
             let Ok(strings) = cast(col, &DataType::Utf8) else { continue };
             let Some(strings) = strings.as_any().downcast_ref::<StringArray>() else { continue };
             for s in strings.iter().flatten() {
-                for part in s.split("planned #").skip(1) {
-                    let digits: String = part.chars().take_while(char::is_ascii_digit).collect();
-                    if let Ok(n) = digits.parse() {
-                        out.insert(n);
+                // `planned #3`, or an offboarding's steps: `planned #3, #4, #5`.
+                for part in s.split("planned ").skip(1) {
+                    for token in part.split(", ") {
+                        let Some(rest) = token.strip_prefix('#') else { break };
+                        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                        match digits.parse() {
+                            Ok(n) => out.insert(n),
+                            Err(_) => break,
+                        };
+                        if digits.len() != rest.len() {
+                            break;
+                        }
                     }
                 }
             }
@@ -360,23 +404,80 @@ pub fn called_actions(plan: &LogicalPlan) -> BTreeSet<String> {
     found
 }
 
-/// Looks people and groups up in the cached `users` and `user_groups`.
+/// Looks people and groups up in the cached tables: JumpCloud's `users` and `user_groups`,
+/// Google's `users` and `groups`.
+#[derive(Default)]
 struct Directory {
     /// lower-case id / username / email → (id, email or username)
     users: HashMap<String, (String, String)>,
     /// id / name / lower-case name → (id, name)
     groups: HashMap<String, (String, String)>,
+    /// lower-case Google id / primary email / alias → (id, primary email)
+    google_users: HashMap<String, (String, String)>,
+    /// Google ids of suspended people.
+    google_suspended: BTreeSet<String>,
+    /// lower-case Google group id / email → (id, email)
+    google_groups: HashMap<String, (String, String)>,
 }
 
 fn text_column<'a>(b: &'a RecordBatch, name: &str) -> Option<&'a StringArray> {
     b.column_by_name(name).and_then(|c| c.as_any().downcast_ref::<StringArray>())
 }
 
+/// The lower-case addresses in Google's `aliases` (strings) or `emails` (`{"address"}`) JSON.
+fn addresses(json: &str) -> Vec<String> {
+    let parsed: Vec<Value> = serde_json::from_str(json).unwrap_or_default();
+    parsed
+        .iter()
+        .filter_map(|v| v.as_str().or_else(|| v.get("address").and_then(Value::as_str)))
+        .map(str::to_lowercase)
+        .collect()
+}
+
 impl Directory {
-    async fn load(conn: &Connection) -> DfResult<Directory> {
+    /// Google's people (every address of each) and groups.
+    async fn load_google(&mut self, conn: &Connection) -> DfResult<()> {
+        let users = conn.snapshot_for_query(conn.table("users")?).await?;
+        let groups = conn.snapshot_for_query(conn.table("groups")?).await?;
+        for b in &users.batches {
+            let (Some(id), Some(primary)) = (text_column(b, "id"), text_column(b, "primary_email")) else { continue };
+            let (aliases, emails) = (text_column(b, "aliases"), text_column(b, "emails"));
+            let suspended = b.column_by_name("suspended").and_then(|c| c.as_any().downcast_ref::<BooleanArray>());
+            for i in 0..b.num_rows() {
+                if id.is_null(i) || primary.is_null(i) {
+                    continue;
+                }
+                let entry = (id.value(i).to_string(), primary.value(i).to_string());
+                let mut keys = vec![id.value(i).to_string(), primary.value(i).to_lowercase()];
+                for json in [aliases, emails].into_iter().flatten().filter(|c| c.is_valid(i)) {
+                    keys.extend(addresses(json.value(i)));
+                }
+                for key in keys {
+                    self.google_users.entry(key).or_insert_with(|| entry.clone());
+                }
+                if suspended.is_some_and(|c| c.is_valid(i) && c.value(i)) {
+                    self.google_suspended.insert(id.value(i).to_string());
+                }
+            }
+        }
+        for b in &groups.batches {
+            let (Some(id), Some(email)) = (text_column(b, "id"), text_column(b, "email")) else { continue };
+            for i in 0..b.num_rows() {
+                if id.is_null(i) || email.is_null(i) {
+                    continue;
+                }
+                let entry = (id.value(i).to_string(), email.value(i).to_string());
+                self.google_groups.insert(id.value(i).to_lowercase(), entry.clone());
+                self.google_groups.insert(email.value(i).to_lowercase(), entry);
+            }
+        }
+        Ok(())
+    }
+
+    async fn load_jumpcloud(&mut self, conn: &Connection) -> DfResult<()> {
         let users = conn.snapshot_for_query(conn.table("users")?).await?;
         let groups = conn.snapshot_for_query(conn.table("user_groups")?).await?;
-        let mut d = Directory { users: HashMap::new(), groups: HashMap::new() };
+        let d = self;
         for b in &users.batches {
             let (Some(id), Some(username), Some(email)) =
                 (text_column(b, "id"), text_column(b, "username"), text_column(b, "email"))
@@ -412,7 +513,7 @@ impl Directory {
                 d.groups.entry(name.value(i).to_lowercase()).or_insert(entry);
             }
         }
-        Ok(d)
+        Ok(())
     }
 
     /// Resolves one input value; `Err` is the row's status.
@@ -425,14 +526,18 @@ impl Directory {
                 (false, _) => Err(format!("error: no {} given", input.name)),
             };
         };
-        let found = |hit: Option<&(String, String)>| {
-            hit.map(|(id, label)| Arg { id: Some(id.clone()), label: label.clone() })
-                .ok_or_else(|| format!("error: no {} named {v}", input.name))
+        let arg = |(id, label): &(String, String)| Arg { id: Some(id.clone()), label: label.clone() };
+        let found =
+            |hit: Option<&(String, String)>| hit.map(arg).ok_or_else(|| format!("error: no {} named {v}", input.name));
+        let in_google = |hit: Option<&(String, String)>| {
+            hit.map(arg).ok_or_else(|| format!("error: no such Google {} {v}", input.name))
         };
         match input.kind {
             InputKind::Text => Ok(Arg { id: None, label: v.clone() }),
             InputKind::User => found(self.users.get(&v.to_lowercase())),
             InputKind::Group => found(self.groups.get(&v).or_else(|| self.groups.get(&v.to_lowercase()))),
+            InputKind::GoogleUser => in_google(self.google_users.get(&v.to_lowercase())),
+            InputKind::GoogleGroup => in_google(self.google_groups.get(&v.to_lowercase())),
         }
     }
 }
@@ -441,10 +546,30 @@ impl Actions {
     /// `targets`: each connection actions may act on, with the client that writes to it.
     pub fn new(
         targets: Vec<(Arc<Connection>, Option<JumpCloudClient>)>,
+        google: Option<(Arc<Connection>, Option<GoogleClient>)>,
         permissions: Permissions,
         audit_log: Option<PathBuf>,
     ) -> Self {
-        Actions { targets, permissions: RwLock::new(permissions), audit_log }
+        let actions = Actions { targets, google, permissions: RwLock::new(Permissions::default()), audit_log };
+        actions.set_permissions(permissions);
+        actions
+    }
+
+    fn google(&self) -> Result<&(Arc<Connection>, Option<GoogleClient>), JcsqlError> {
+        self.google.as_ref().ok_or_else(|| {
+            JcsqlError::Config(
+                "Google Workspace is not connected: run `jcsql connect google --service-account FILE --subject ADMIN_EMAIL`"
+                    .into(),
+            )
+        })
+    }
+
+    /// The connection a call's action changes.
+    fn connection_of(&self, call: &Call) -> Result<&Arc<Connection>, JcsqlError> {
+        match call.def().map(|d| d.tool) {
+            Some(Tool::Google) => Ok(&self.google()?.0),
+            _ => Ok(&self.target(call.connection)?.0),
+        }
     }
 
     fn target(&self, i: usize) -> Result<&(Arc<Connection>, Option<JumpCloudClient>), JcsqlError> {
@@ -455,7 +580,12 @@ impl Actions {
         self.permissions.read().map(|p| p.clone()).unwrap_or_default()
     }
 
+    /// Also decides which scopes Google tokens ask for: the write scopes only while a Google
+    /// action is enabled.
     pub fn set_permissions(&self, p: Permissions) {
+        if let Some((_, Some(client))) = &self.google {
+            client.set_write_access(ACTIONS.iter().any(|a| a.tool == Tool::Google && p.allows(a.name)));
+        }
         if let Ok(mut w) = self.permissions.write() {
             *w = p;
         }
@@ -484,22 +614,102 @@ impl Actions {
         let arg = |k: usize, i: usize| {
             strings.get(k).filter(|a| i < a.len() && a.is_valid(i)).map(|a| a.value(i).to_string())
         };
-        let needs_directory = def.inputs.iter().any(|i| i.kind != InputKind::Text);
-        let directory = if needs_directory {
-            Directory::load(&self.target(plan.connection)?.0).await?
-        } else {
-            Directory { users: HashMap::new(), groups: HashMap::new() }
-        };
+        if def.tool == Tool::Every {
+            let people: Vec<Option<String>> = (0..rows).map(|i| arg(0, i)).collect();
+            return self.plan_offboarding(plan, &people).await;
+        }
+        let mut directory = Directory::default();
+        if def.inputs.iter().any(|i| matches!(i.kind, InputKind::User | InputKind::Group)) {
+            directory.load_jumpcloud(&self.target(plan.connection)?.0).await?;
+        }
+        if def.inputs.iter().any(|i| matches!(i.kind, InputKind::GoogleUser | InputKind::GoogleGroup)) {
+            directory.load_google(&self.google()?.0).await?;
+        }
         let mut out = Vec::with_capacity(rows);
         for i in 0..rows {
             let resolved: Result<Vec<Arg>, String> =
                 def.inputs.iter().enumerate().map(|(k, input)| directory.resolve(input, arg(k, i))).collect();
             out.push(match resolved {
-                Ok(args) => {
-                    format!("planned #{}", plan.record(Call { action: def.name, connection: plan.connection, args }))
-                }
+                Ok(args) => format!(
+                    "planned #{}",
+                    plan.record(Call { action: def.name, connection: plan.connection, args, person: None })
+                ),
                 Err(status) => status,
             });
+        }
+        Ok(Arc::new(StringArray::from(out)))
+    }
+
+    /// `offboard_user`: each person's steps in every connected tool (DESIGN §5a), recorded as
+    /// calls of the other actions, whatever their permissions (a disabled step is `denied` when
+    /// applied, so the plan shows it rather than dropping it).
+    async fn plan_offboarding(&self, plan: &StatementPlan, people: &[Option<String>]) -> DfResult<ArrayRef> {
+        let jumpcloud = &self.target(plan.connection)?.0;
+        let mut directory = Directory::default();
+        directory.load_jumpcloud(jumpcloud).await?;
+        let jc_groups = memberships(jumpcloud, "user_group_members", "group_id", "user_id").await?;
+        let google = self.google.as_ref().map(|(c, _)| c.clone());
+        let google_groups = match &google {
+            Some(conn) => {
+                directory.load_google(conn).await?;
+                memberships(conn, "group_members", "group_id", "member_id").await?
+            }
+            None => Vec::new(),
+        };
+        let label = |map: &HashMap<String, (String, String)>, id: &str| {
+            map.get(&id.to_lowercase()).or_else(|| map.get(id)).map_or(id.to_string(), |(_, l)| l.clone())
+        };
+        let mut out = Vec::with_capacity(people.len());
+        for given in people {
+            let Some(given) = given.as_deref().map(str::trim).filter(|g| !g.is_empty()) else {
+                out.push("error: no user given".to_string());
+                continue;
+            };
+            let jc = directory.users.get(&given.to_lowercase()).cloned();
+            let email = jc.as_ref().map_or(given.to_string(), |(_, label)| label.clone()).to_lowercase();
+            let g = directory
+                .google_users
+                .get(&email)
+                .or_else(|| directory.google_users.get(&given.to_lowercase()))
+                .cloned();
+            if jc.is_none() && g.is_none() {
+                out.push(format!("error: no user named {given} in JumpCloud or Google"));
+                continue;
+            }
+            let person = Some(email.clone());
+            let mut steps: Vec<Call> = Vec::new();
+            let arg = |id: &str, label: String| Arg { id: Some(id.to_string()), label };
+            let step = |action: &'static str, args: Vec<Arg>| Call {
+                action,
+                connection: plan.connection,
+                args,
+                person: person.clone(),
+            };
+            if let Some((gid, primary)) = &g {
+                if !directory.google_suspended.contains(gid) {
+                    steps.push(step("sign_out_google_user", vec![arg(gid, primary.clone())]));
+                }
+                for (group, _) in google_groups.iter().filter(|(_, member)| member == gid) {
+                    let group_label = label(&directory.google_groups, group);
+                    steps.push(step(
+                        "remove_user_from_google_group",
+                        vec![arg(gid, primary.clone()), arg(group, group_label)],
+                    ));
+                }
+                steps.push(step("suspend_google_user", vec![arg(gid, primary.clone())]));
+            }
+            if let Some((uid, jc_label)) = &jc {
+                for (group, _) in jc_groups.iter().filter(|(_, member)| member == uid) {
+                    let group_label = label(&directory.groups, group);
+                    steps.push(step(
+                        "remove_user_from_group",
+                        vec![arg(uid, jc_label.clone()), arg(group, group_label)],
+                    ));
+                }
+                steps.push(step("suspend_user", vec![arg(uid, jc_label.clone())]));
+            }
+            let numbers: Vec<String> = steps.into_iter().map(|c| format!("#{}", plan.record(c))).collect();
+            out.push(format!("planned {}", numbers.join(", ")));
         }
         Ok(Arc::new(StringArray::from(out)))
     }
@@ -508,67 +718,96 @@ impl Actions {
     /// else is retried), patches the cached tables, and appends each outcome to the audit log.
     pub async fn apply(&self, calls: &[(usize, Call)]) -> Vec<CallResult> {
         let mut results = Vec::with_capacity(calls.len());
+        // People whose offboarding hit an error: their later steps do not run.
+        let mut stopped: BTreeSet<String> = BTreeSet::new();
         for (number, call) in calls {
+            if call.person.as_ref().is_some_and(|p| stopped.contains(p)) {
+                let status = "skipped: an earlier step for this person failed".to_string();
+                self.audit(call, &status, None);
+                results.push(CallResult { number: *number, call: call.clone(), status, http_status: None });
+                continue;
+            }
             let (status, http_status) = match (call.def(), self.permissions().refusal(call.action)) {
                 (None, _) => (format!("error: unknown action {}", call.action), None),
                 (_, Some(_)) => ("denied".to_string(), None),
                 (Some(def), None) => self.apply_one(def, call).await,
             };
+            if status.starts_with("error")
+                && let Some(p) = &call.person
+            {
+                stopped.insert(p.clone());
+            }
             self.audit(call, &status, http_status);
             results.push(CallResult { number: *number, call: call.clone(), status, http_status });
         }
         results
     }
 
+    /// One call: the check's read, the request, its answer mapped to an outcome, the cache
+    /// patched on success. The tool's client decides how a write may be sent again.
     async fn apply_one(&self, def: &ActionDef, call: &Call) -> (String, Option<u16>) {
-        let client = match self.target(call.connection) {
-            Ok((_, Some(client))) => client,
-            Ok((_, None)) => return (format!("error: {}", JcsqlError::NotConnected), None),
-            Err(e) => return (format!("error: {e}"), None),
+        let client: &dyn ToolClient = match def.tool {
+            Tool::JumpCloud => match self.target(call.connection) {
+                Ok((_, Some(client))) => client,
+                Ok((_, None)) => return (format!("error: {}", JcsqlError::NotConnected), None),
+                Err(e) => return (format!("error: {e}"), None),
+            },
+            Tool::Google => match self.google() {
+                Ok((_, Some(client))) => client,
+                Ok((_, None)) => return ("error: Google Workspace is not connected".to_string(), None),
+                Err(e) => return (format!("error: {e}"), None),
+            },
+            Tool::Every => return (format!("error: {} runs as its steps", def.name), None),
         };
         if let Some(check) = &def.check {
-            match client.get_object(&(check.path)(call)).await {
+            match client.read(&(check.path)(call)).await {
                 Ok(object) if (check.holds)(&object) => return (check.status.to_string(), Some(200)),
                 Ok(_) => {}
                 Err(e) => return (format!("error: {e}"), None),
             }
         }
-        let request = (def.request)(call);
-        let mut attempt = 0;
-        let response = loop {
-            attempt += 1;
-            match client.write(request.method.clone(), &request.path, &request.body).await {
-                // A 429 means the request was not processed, so sending it again is safe.
-                Ok(r) if r.status == 429 && attempt < 5 => {
-                    tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
-                }
-                Ok(r) => break r,
-                Err(e) => return (format!("error: {e}"), None),
-            }
+        let response = match client.send(&(def.request)(call)).await {
+            Ok(r) => r,
+            Err(e) => return (format!("error: {e}"), None),
         };
+        if let Some(status) = def.explain.and_then(|explain| explain(call, response.status, &response.message)) {
+            return (status, Some(response.status));
+        }
         match def.outcomes.iter().find(|(code, _)| *code == response.status) {
             Some((_, outcome)) => {
                 if (200..300).contains(&response.status) {
-                    for patch in (def.patch)(call, response.body.as_ref()) {
-                        if let Err(e) = self.patch(call.connection, &patch) {
-                            tracing::warn!("cannot patch the cache after {}: {e}", call.describe());
-                        }
-                    }
+                    self.patch_after(def, call, response.body.as_ref());
                 }
                 (outcome.to_string(), Some(response.status))
             }
-            None => {
-                (format!("error: JumpCloud answered {}: {}", response.status, response.message), Some(response.status))
+            None => (
+                format!("error: {} answered {}: {}", client.tool_name(), response.status, response.message),
+                Some(response.status),
+            ),
+        }
+    }
+
+    fn patch_after(&self, def: &ActionDef, call: &Call, body: Option<&Value>) {
+        let conn = match self.connection_of(call) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("cannot patch the cache after {}: {e}", call.describe());
+                return;
+            }
+        };
+        for patch in (def.patch)(call, body) {
+            if let Err(e) = self.patch(conn, &patch) {
+                tracing::warn!("cannot patch the cache after {}: {e}", call.describe());
             }
         }
     }
 
-    /// Applies one change to a cached table, in memory and on disk.
-    fn patch(&self, connection: usize, patch: &Patch) -> Result<(), JcsqlError> {
+    /// Applies one change to a cached table of `conn`, in memory and on disk.
+    fn patch(&self, conn: &Connection, patch: &Patch) -> Result<(), JcsqlError> {
         let name = match patch {
             Patch::Append { table, .. } | Patch::Remove { table, .. } | Patch::Replace { table, .. } => *table,
         };
-        let table = self.target(connection)?.0.table(name)?;
+        let table = conn.table(name)?;
         let def = table.def;
         let cache_err = |e: &dyn std::fmt::Display| JcsqlError::Cache(e.to_string());
         let keep_rows = |b: &RecordBatch, drop: &dyn Fn(usize) -> bool| {
@@ -612,7 +851,7 @@ impl Actions {
         let Some(path) = &self.audit_log else { return };
         let entry = AuditEntry {
             at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            schema: self.targets.get(call.connection).map(|(c, _)| c.name.clone()),
+            schema: self.connection_of(call).ok().map(|c| c.name.clone()),
             action: call.action.to_string(),
             inputs: call.inputs_json(),
             outcome: outcome.to_string(),
@@ -791,4 +1030,70 @@ pub fn permissions_meta(actions: Arc<Actions>) -> ComputedTable {
         let cols: Vec<ArrayRef> = vec![Arc::new(StringArray::from(names)), Arc::new(BooleanArray::from(enabled))];
         Ok(RecordBatch::try_new(schema.clone(), cols)?)
     })
+}
+
+/// What applying needs of a tool's HTTP client: a read for a check, and a write sent as that
+/// tool allows (the answer's status and body, non-2xx included).
+#[async_trait]
+trait ToolClient: Sync {
+    fn tool_name(&self) -> &'static str;
+    async fn read(&self, path: &str) -> Result<Value, JcsqlError>;
+    async fn send(&self, request: &Request) -> Result<crate::http::WriteResponse, JcsqlError>;
+}
+
+#[async_trait]
+impl ToolClient for JumpCloudClient {
+    fn tool_name(&self) -> &'static str {
+        "JumpCloud"
+    }
+
+    async fn read(&self, path: &str) -> Result<Value, JcsqlError> {
+        self.get_object(path).await
+    }
+
+    /// Sent once; a 429 means JumpCloud did not process it, so that alone is sent again.
+    async fn send(&self, request: &Request) -> Result<crate::http::WriteResponse, JcsqlError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let r = self.write(request.method.clone(), &request.path, &request.body).await?;
+            if r.status != 429 || attempt >= 5 {
+                return Ok(r);
+            }
+            tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
+        }
+    }
+}
+
+#[async_trait]
+impl ToolClient for GoogleClient {
+    fn tool_name(&self) -> &'static str {
+        "Google"
+    }
+
+    async fn read(&self, path: &str) -> Result<Value, JcsqlError> {
+        self.get_object(path).await
+    }
+
+    /// A PUT may be sent again after a 5xx (the same PUT twice is one change); nothing else.
+    async fn send(&self, request: &Request) -> Result<crate::http::WriteResponse, JcsqlError> {
+        let body = (!request.body.is_null()).then_some(&request.body);
+        let idempotent = request.method == reqwest::Method::PUT;
+        self.write(request.method.clone(), &request.path, body, idempotent).await
+    }
+}
+
+/// (group id, member id) of every row of a membership table.
+async fn memberships(conn: &Connection, table: &str, group: &str, member: &str) -> DfResult<Vec<(String, String)>> {
+    let snap = conn.snapshot_for_query(conn.table(table)?).await?;
+    let mut out = Vec::new();
+    for b in &snap.batches {
+        let (Some(g), Some(m)) = (text_column(b, group), text_column(b, member)) else { continue };
+        for i in 0..b.num_rows() {
+            if g.is_valid(i) && m.is_valid(i) {
+                out.push((g.value(i).to_string(), m.value(i).to_string()));
+            }
+        }
+    }
+    Ok(out)
 }

@@ -83,6 +83,7 @@ pub fn demo_google_org(org: &Org) -> GoogleOrg {
         let suspended = if u.suspended { i % 3 != 0 } else { i % 37 == 5 };
         let is_admin = i % 50 == 3 || i == 1;
         people.push(Person {
+            abuse: false,
             email: u.email.clone(),
             given_name: u.firstname.clone(),
             family_name: u.lastname.clone(),
@@ -96,6 +97,7 @@ pub fn demo_google_org(org: &Org) -> GoogleOrg {
     // Only in Google: contractors JumpCloud never saw.
     for k in 0..(org.users.len() / 25).max(1) {
         people.push(Person {
+            abuse: false,
             email: format!("contractor{k}@{domain}"),
             given_name: "Contractor".into(),
             family_name: format!("{k}"),

@@ -75,11 +75,15 @@ pub fn plural(n: usize, word: &str) -> String {
     if n == 1 { format!("1 {word}") } else { format!("{n} {word}s") }
 }
 
-/// A plan as a person reads it: the count, then one line per call.
-pub fn describe_plan(calls: &[(usize, Call)]) -> String {
+/// A plan as a person reads it: the count, then one line per call; a step whose action is
+/// disabled (an offboarding's) says it will be `denied`.
+pub fn describe_plan(calls: &[(usize, Call)], permissions: &actions::Permissions) -> String {
     let mut s = format!("Plan: {}\n", plural(calls.len(), "call"));
     for (n, c) in calls {
-        s.push_str(&format!("  #{n} {}\n", c.describe()));
+        match permissions.refusal(c.action) {
+            None => s.push_str(&format!("  #{n} {}\n", c.describe())),
+            Some(why) => s.push_str(&format!("  #{n} {}: denied ({why})\n", c.describe())),
+        }
     }
     s
 }
@@ -129,7 +133,7 @@ impl Pipeline<'_> {
             }
             return Outcome::Shown;
         }
-        let _ = write!(err, "{}", describe_plan(&done.planned));
+        let _ = write!(err, "{}", describe_plan(&done.planned, &self.engine.actions().permissions()));
         let _ = err.flush();
         if let Err(why) = confirm.confirm(done.planned.len()) {
             let _ = writeln!(err, "{why}");

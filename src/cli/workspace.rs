@@ -33,6 +33,10 @@ pub const EXAMPLE_BOARDS: &[(&str, &str)] = &[
         "suspended_in_jumpcloud_active_in_google",
         include_str!("../../examples/boards/suspended_in_jumpcloud_active_in_google.sql"),
     ),
+    (
+        "suspended_in_jumpcloud_in_google_groups",
+        include_str!("../../examples/boards/suspended_in_jumpcloud_in_google_groups.sql"),
+    ),
     ("admin_changes_last_7_days", include_str!("../../examples/boards/admin_changes_last_7_days.sql")),
     ("administrators_without_mfa", include_str!("../../examples/boards/administrators_without_mfa.sql")),
     ("devices_with_failed_policy", include_str!("../../examples/boards/devices_with_failed_policy.sql")),

@@ -10,8 +10,26 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{GoogleError, Result};
 
-/// Read-only access to users and groups: all jcsql asks for.
+/// Read-only access to users and groups: all jcsql asks for while no Google action is enabled.
 pub const SCOPES: &str = "https://www.googleapis.com/auth/admin.directory.user.readonly https://www.googleapis.com/auth/admin.directory.group.readonly";
+/// What the Google actions need (DESIGN §5a): users (suspend), their sign-in sessions (sign
+/// out) and group members; groups are still only read.
+pub const WRITE_SCOPES: &[&str] = &[
+    "https://www.googleapis.com/auth/admin.directory.user",
+    "https://www.googleapis.com/auth/admin.directory.user.security",
+    "https://www.googleapis.com/auth/admin.directory.group.member",
+];
+pub const GROUP_READ_SCOPE: &str = "https://www.googleapis.com/auth/admin.directory.group.readonly";
+
+/// The scopes to ask for: read-only, or the write scopes (and reading groups) while a Google
+/// action is enabled.
+pub fn scopes(write: bool) -> String {
+    if write {
+        WRITE_SCOPES.iter().copied().chain([GROUP_READ_SCOPE]).collect::<Vec<_>>().join(" ")
+    } else {
+        SCOPES.to_string()
+    }
+}
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 /// Google accepts assertions valid for at most an hour.
 const ASSERTION_LIFETIME: Duration = Duration::from_secs(3600);
@@ -62,14 +80,14 @@ impl ServiceAccount {
         Ok(ServiceAccount { path: path.to_path_buf(), client_email, token_uri, key, key_id: file.private_key_id })
     }
 
-    /// The signed assertion asking for `subject`'s read-only directory access.
-    pub fn assertion(&self, subject: &str) -> Result<String> {
+    /// The signed assertion asking for `subject`'s access with `scopes` (space-separated).
+    pub fn assertion(&self, subject: &str, scopes: &str) -> Result<String> {
         let now = unix_now();
         let claims = Claims {
             iss: self.client_email.clone(),
             sub: subject.to_string(),
             aud: self.token_uri.clone(),
-            scope: SCOPES.to_string(),
+            scope: scopes.to_string(),
             iat: now,
             exp: now + ASSERTION_LIFETIME.as_secs(),
         };

@@ -5,15 +5,18 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::Value;
 use tokio::sync::{Mutex, Semaphore};
 
-use super::auth::{AccessToken, JWT_BEARER, ServiceAccount, TokenResponse};
+use super::auth::{AccessToken, JWT_BEARER, SCOPES, ServiceAccount, TokenResponse, WRITE_SCOPES, scopes};
 use crate::error::{GoogleError, JcsqlError, Result, one_line};
-use crate::http::{Envelope, EnvelopeOf, Listing, install_crypto_provider, jitter, parse_body, transport_reason};
+use crate::http::{
+    Envelope, EnvelopeOf, Listing, WriteResponse, install_crypto_provider, jitter, parse_body, transport_reason,
+};
 use crate::table::decode::PageDecoder;
 
 pub const DEFAULT_API_URL: &str = "https://admin.googleapis.com/admin/directory/v1";
@@ -57,9 +60,12 @@ pub struct GoogleClient {
     http: reqwest::Client,
     cfg: Arc<GoogleConfig>,
     account: Arc<ServiceAccount>,
-    /// One token for every request; the lock makes its renewal single-flight.
-    token: Arc<Mutex<Option<AccessToken>>>,
+    /// One token for every request, and the scopes it was granted for; the lock makes its
+    /// renewal single-flight.
+    token: Arc<Mutex<Option<(AccessToken, String)>>>,
     in_flight: Arc<Semaphore>,
+    /// Ask for the write scopes: some Google action is enabled.
+    write_access: Arc<AtomicBool>,
 }
 
 impl fmt::Debug for GoogleClient {
@@ -91,7 +97,19 @@ impl GoogleClient {
             cfg: Arc::new(cfg),
             account: Arc::new(account),
             token: Arc::default(),
+            write_access: Arc::default(),
         })
+    }
+
+    /// Asks for the write scopes from the next token on (or stops asking): jcsql holds them only
+    /// while a Google action is enabled.
+    pub fn set_write_access(&self, on: bool) {
+        self.write_access.store(on, Ordering::Relaxed);
+    }
+
+    /// The scopes the next token asks for.
+    pub fn scopes(&self) -> String {
+        scopes(self.write_access.load(Ordering::Relaxed))
     }
 
     pub fn config(&self) -> &GoogleConfig {
@@ -105,22 +123,47 @@ impl GoogleClient {
     /// A token worth sending: the held one, or a new one when it is close to expiry or was
     /// just refused (`refused`).
     async fn token(&self, refused: Option<&str>) -> Result<String> {
+        let scopes = self.scopes();
         let mut held = self.token.lock().await;
-        if let Some(t) = held.as_ref().filter(|t| t.is_fresh() && Some(t.value.as_str()) != refused) {
+        if let Some((t, _)) =
+            held.as_ref().filter(|(t, s)| t.is_fresh() && *s == scopes && Some(t.value.as_str()) != refused)
+        {
             return Ok(t.value.clone());
         }
-        let fresh = self.exchange().await?;
+        let fresh = match self.exchange(&scopes).await {
+            Err(JcsqlError::Google(GoogleError::TokenRefused { .. })) if scopes != SCOPES => {
+                return Err(self.missing_scopes().await);
+            }
+            other => other?,
+        };
         let value = fresh.value.clone();
-        *held = Some(fresh);
+        *held = Some((fresh, scopes));
         Ok(value)
     }
 
-    /// The JWT-bearer exchange at the key file's `token_uri`.
-    async fn exchange(&self) -> Result<AccessToken> {
+    /// Why a token with the write scopes was refused: which of them the delegation lacks, found
+    /// by asking for each beside the read-only ones.
+    async fn missing_scopes(&self) -> JcsqlError {
+        if let Err(e) = self.exchange(SCOPES).await {
+            return e;
+        }
+        let mut missing = Vec::new();
+        for scope in WRITE_SCOPES {
+            if self.exchange(&format!("{SCOPES} {scope}")).await.is_err() {
+                missing.push(*scope);
+            }
+        }
+        let missing = if missing.is_empty() { WRITE_SCOPES.to_vec() } else { missing };
+        GoogleError::ScopeNotDelegated { missing: missing.join(", "), account: self.account.client_email.clone() }
+            .into()
+    }
+
+    /// The JWT-bearer exchange at the key file's `token_uri`, for `scopes`.
+    async fn exchange(&self, scopes: &str) -> Result<AccessToken> {
         let url = self.account.token_uri.clone();
         let what = "the token request".to_string();
         let body = self.send(&what, &url, || {
-            let assertion = self.account.assertion(&self.cfg.subject)?;
+            let assertion = self.account.assertion(&self.cfg.subject, scopes)?;
             Ok(self.http.post(&url).form(&[("grant_type", JWT_BEARER), ("assertion", assertion.as_str())]))
         });
         let body = match body.await {
@@ -249,6 +292,85 @@ impl GoogleClient {
         }
     }
 
+    /// Sends a write. A 401 renews the token and sends it again, as do 429 and 403 rate limits
+    /// (Google did not act on those); after a 5xx or a lost connection the write may have been
+    /// applied, so it is sent again only when `idempotent` (a PUT of the same body).
+    pub async fn write(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+        idempotent: bool,
+    ) -> Result<WriteResponse> {
+        let url = format!("{}{path}", self.cfg.api_url);
+        let what = format!("{method} {path}");
+        let mut refused: Option<String> = None;
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let token = self.token(refused.as_deref()).await?;
+            let permit = self.in_flight.acquire().await.map_err(|_| GoogleError::Network {
+                url: url.clone(),
+                reason: "the request limiter was closed".into(),
+            })?;
+            let mut req = self.http.request(method.clone(), &url).bearer_auth(&token);
+            if let Some(b) = body {
+                req = req.header("content-type", "application/json").body(b.to_string());
+            }
+            let sent = req.send().await;
+            let answered = match sent {
+                Ok(resp) => {
+                    let status = resp.status();
+                    let after = crate::http::retry_after(resp.headers());
+                    resp.bytes().await.map(|b| (status, b, after))
+                }
+                Err(e) => Err(e),
+            };
+            drop(permit);
+            let last = attempt >= self.cfg.max_attempts;
+            let (status, bytes, after) = match answered {
+                Ok(a) => a,
+                Err(e) if idempotent && !last => {
+                    tracing::debug!("retrying {what}: {}", transport_reason(&e));
+                    tokio::time::sleep(self.backoff(attempt, None)).await;
+                    continue;
+                }
+                Err(e) => {
+                    let reason = transport_reason(&e);
+                    let reason = if idempotent {
+                        reason
+                    } else {
+                        format!("{reason}; it may have been applied, so it was not sent again: check in Google")
+                    };
+                    return Err(GoogleError::Network { url: self.cfg.api_url.clone(), reason }.into());
+                }
+            };
+            let (message, reason) =
+                if status.is_success() { (String::new(), String::new()) } else { error_of(status, &bytes) };
+            let rate_limited = status == StatusCode::TOO_MANY_REQUESTS
+                || (status == StatusCode::FORBIDDEN
+                    && matches!(reason.as_str(), "rateLimitExceeded" | "userRateLimitExceeded" | "quotaExceeded"));
+            match status.as_u16() {
+                401 if refused.is_none() => refused = Some(token),
+                _ if rate_limited && !last => tokio::time::sleep(self.backoff(attempt, after)).await,
+                _ if status.is_server_error() && idempotent && !last => {
+                    tokio::time::sleep(self.backoff(attempt, after)).await
+                }
+                s => {
+                    let parsed = serde_json::from_slice::<Value>(&bytes).ok().filter(|_| status.is_success());
+                    return Ok(WriteResponse { status: s, body: parsed, message });
+                }
+            }
+        }
+    }
+
+    /// One object as JSON (`GET {path}`), e.g. a user before an action changes it.
+    pub async fn get_object(&self, path: &str) -> Result<Value> {
+        let body = self.get(path, &[]).await?;
+        serde_json::from_slice(&body)
+            .map_err(|e| GoogleError::Decode { what: format!("GET {path}"), reason: e.to_string() }.into())
+    }
+
     /// One request that proves the key, the subject and the delegation work.
     pub async fn validate(&self) -> Result<()> {
         let query = [("customer", self.cfg.customer.clone()), ("maxResults", "1".to_string())];
@@ -259,13 +381,7 @@ impl GoogleClient {
 /// Reads an answer: the body, or whether and why to try again.
 async fn judge(resp: reqwest::Response, what: &str) -> Attempt {
     let status = resp.status();
-    let after = resp
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64);
+    let after = crate::http::retry_after(resp.headers());
     let body = match resp.bytes().await {
         Ok(b) => b,
         Err(e) => return Attempt::Retry { status: status.as_u16(), message: transport_reason(&e), after: None },

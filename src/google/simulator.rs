@@ -2,7 +2,9 @@
 //! JWT's RS256 signature, issuer, audience, scope, expiry and subject, and issues tokens that
 //! expire), `users.list`, `groups.list` and `members.list` with Google's envelopes, page caps and
 //! error bodies (as the discovery document and the recorded responses in
-//! `../shared/google/` show them). `jcsql demo` runs it with people who overlap the demo org.
+//! `../shared/google/` show them), and the writes the Google actions make (`users.update`,
+//! `users.signOut`, `members.insert`, `members.delete`), applied to its state and checked
+//! against the token's scopes. `jcsql demo` runs it with people who overlap the demo org.
 
 use std::collections::HashMap;
 use std::path::{Path as FsPath, PathBuf};
@@ -13,7 +15,7 @@ use std::time::{Duration, Instant};
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
@@ -30,6 +32,11 @@ const CUSTOMER_ID: &str = "C03az79cb";
 const API_PREFIX: &str = "/admin/directory/v1";
 const USER_SCOPE: &str = "https://www.googleapis.com/auth/admin.directory.user.readonly";
 const GROUP_SCOPE: &str = "https://www.googleapis.com/auth/admin.directory.group.readonly";
+const USER_WRITE_SCOPE: &str = "https://www.googleapis.com/auth/admin.directory.user";
+const SECURITY_SCOPE: &str = "https://www.googleapis.com/auth/admin.directory.user.security";
+const MEMBER_SCOPE: &str = "https://www.googleapis.com/auth/admin.directory.group.member";
+/// Every scope the simulator knows; a token may ask only for these.
+pub const ALL_SCOPES: &[&str] = &[USER_SCOPE, GROUP_SCOPE, USER_WRITE_SCOPE, SECURITY_SCOPE, MEMBER_SCOPE];
 
 /// A person in the Google account.
 #[derive(Debug, Clone)]
@@ -43,6 +50,8 @@ pub struct Person {
     /// Days since the last login; `None` for never (Google's 1970-01-01).
     pub last_login_days_ago: Option<u32>,
     pub org_unit: String,
+    /// Google itself suspended them (for abuse): only Google may lift it (412 on unsuspend).
+    pub abuse: bool,
 }
 
 /// A group and the emails of its direct members.
@@ -95,16 +104,34 @@ pub struct GoogleSimulatorConfig {
     pub token_lifetime: u64,
     /// The most records a page holds, whatever `maxResults` asks (Google's caps: 500 / 200 / 200).
     pub page_cap: Option<usize>,
+    /// The scopes the domain-wide delegation grants the service account (all of them unless a
+    /// test takes some away); a token asking for another is refused.
+    pub delegated: Vec<String>,
 }
 
 impl GoogleSimulatorConfig {
     pub fn new(org: GoogleOrg) -> Self {
-        GoogleSimulatorConfig { org, token_lifetime: 3600, page_cap: None }
+        GoogleSimulatorConfig {
+            org,
+            token_lifetime: 3600,
+            page_cap: None,
+            delegated: ALL_SCOPES.iter().map(|s| s.to_string()).collect(),
+        }
     }
 }
 
 struct Shared {
     config: GoogleSimulatorConfig,
+    /// The account as it is now: writes change it.
+    org: RwLock<GoogleOrg>,
+    /// (method, path, body) of every write, in order.
+    writes: Mutex<Vec<(String, String, String)>>,
+    /// Whom `signOut` signed out, in order.
+    signed_out: Mutex<Vec<String>>,
+    /// The scopes each token request asked for, refused ones included.
+    scopes_asked: Mutex<Vec<String>>,
+    /// Answer this many of the next writes 503 (after recording them, before applying them).
+    failing_writes: AtomicUsize,
     base_url: String,
     /// token → (expiry, scopes, subject)
     tokens: Mutex<HashMap<String, (Instant, String, String)>>,
@@ -134,6 +161,11 @@ impl GoogleSimulator {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
+            org: RwLock::new(config.org.clone()),
+            writes: Mutex::default(),
+            signed_out: Mutex::default(),
+            scopes_asked: Mutex::default(),
+            failing_writes: AtomicUsize::new(0),
             config,
             base_url: format!("http://{addr}"),
             tokens: Mutex::default(),
@@ -145,8 +177,11 @@ impl GoogleSimulator {
         let app = Router::new()
             .route("/token", post(token))
             .route("/admin/directory/v1/users", get(list_users))
+            .route("/admin/directory/v1/users/{key}", get(get_user).put(update_user))
+            .route("/admin/directory/v1/users/{key}/signOut", post(sign_out))
             .route("/admin/directory/v1/groups", get(list_groups))
-            .route("/admin/directory/v1/groups/{key}/members", get(list_members))
+            .route("/admin/directory/v1/groups/{key}/members", get(list_members).post(insert_member))
+            .route("/admin/directory/v1/groups/{key}/members/{member}", delete(delete_member))
             .with_state(shared.clone());
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(async move {
@@ -187,11 +222,32 @@ impl GoogleSimulator {
 
     /// An administrator's email, the subject the service account may act as.
     pub fn admin_email(&self) -> String {
-        self.shared.config.org.people.iter().find(|p| p.is_admin).map(|p| p.email.clone()).unwrap_or_default()
+        self.org().people.iter().find(|p| p.is_admin).map(|p| p.email.clone()).unwrap_or_default()
     }
 
-    pub fn org(&self) -> &GoogleOrg {
-        &self.shared.config.org
+    /// The account as it is now (writes applied).
+    pub fn org(&self) -> GoogleOrg {
+        self.shared.org.read().map(|o| o.clone()).unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    /// (method, path below the API prefix, JSON body) of every write, in order.
+    pub fn writes(&self) -> Vec<(String, String, String)> {
+        self.shared.writes.lock().map(|w| w.clone()).unwrap_or_default()
+    }
+
+    /// Whom `signOut` signed out, in order.
+    pub fn signed_out(&self) -> Vec<String> {
+        self.shared.signed_out.lock().map(|w| w.clone()).unwrap_or_default()
+    }
+
+    /// The next `n` writes are answered 503 `backendError` (and not applied).
+    pub fn fail_next_writes(&self, n: usize) {
+        self.shared.failing_writes.store(n, Ordering::SeqCst);
+    }
+
+    /// The scopes of every token issued, in order.
+    pub fn scopes_asked(&self) -> Vec<String> {
+        self.shared.scopes_asked.lock().map(|w| w.clone()).unwrap_or_default()
     }
 
     /// (method, path, query) of every request, in order.
@@ -284,11 +340,19 @@ async fn token(State(s): State<Arc<Shared>>, Form(form): Form<TokenForm>) -> Res
     if claims.exp.saturating_sub(claims.iat) > 3600 {
         return oauth_error("invalid_grant", "Invalid JWT: Token must be a short-lived token (60 minutes).");
     }
+    if let Ok(mut asked) = s.scopes_asked.lock() {
+        asked.push(claims.scope.clone());
+    }
     let scopes: Vec<&str> = claims.scope.split_whitespace().collect();
-    if scopes.is_empty() || !scopes.iter().all(|sc| [USER_SCOPE, GROUP_SCOPE].contains(sc)) {
+    if scopes.is_empty() || !scopes.iter().all(|sc| ALL_SCOPES.contains(sc)) {
         return oauth_error("invalid_scope", "Invalid OAuth scope or ID token audience provided.");
     }
-    if !s.config.org.people.iter().any(|p| p.email.eq_ignore_ascii_case(&claims.sub)) {
+    if !scopes.iter().all(|sc| s.config.delegated.iter().any(|d| d == sc)) {
+        let body = json!({"error": "unauthorized_client", "error_description": "Client is unauthorized to retrieve access tokens using this method, or client not authorized for any of the scopes requested."});
+        return (StatusCode::UNAUTHORIZED, Json(body)).into_response();
+    }
+    let known = s.org.read().map(|o| o.people.iter().any(|p| p.email.eq_ignore_ascii_case(&claims.sub)));
+    if !known.unwrap_or(false) {
         return oauth_error("invalid_grant", "Invalid email or User ID");
     }
     let serial = s.serial.fetch_add(1, Ordering::SeqCst);
@@ -306,9 +370,9 @@ fn log(s: &Shared, method: &str, path: &str, query: &str) {
     }
 }
 
-/// The checks every API request passes: a live token with the scope, an admin subject, faults.
-/// The refusal, when the request may not pass.
-fn admit(s: &Shared, headers: &HeaderMap, path: &str, scope: &str) -> Option<Response> {
+/// The checks every API request passes: a live token with one of `scopes`, an admin subject,
+/// faults. The refusal, when the request may not pass.
+fn admit(s: &Shared, headers: &HeaderMap, path: &str, scopes_needed: &[&str]) -> Option<Response> {
     let bearer = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -328,9 +392,20 @@ fn admit(s: &Shared, headers: &HeaderMap, path: &str, scope: &str) -> Option<Res
         return Some(unauthenticated());
     }
     let forbidden = s.forbidden.read().map(|f| f.iter().any(|p| path.starts_with(p.as_str()))).unwrap_or(false);
-    let is_admin = s.config.org.people.iter().any(|p| p.is_admin && p.email.eq_ignore_ascii_case(&subject));
-    if forbidden || !is_admin || !scopes.split_whitespace().any(|sc| sc == scope) {
+    let is_admin = s
+        .org
+        .read()
+        .map(|o| o.people.iter().any(|p| p.is_admin && p.email.eq_ignore_ascii_case(&subject)))
+        .unwrap_or(false);
+    if forbidden || !is_admin {
         return Some(google_error(StatusCode::FORBIDDEN, "forbidden", "Not Authorized to access this resource/api"));
+    }
+    if !scopes.split_whitespace().any(|sc| scopes_needed.contains(&sc)) {
+        return Some(google_error(
+            StatusCode::FORBIDDEN,
+            "insufficientPermissions",
+            "Request had insufficient authentication scopes.",
+        ));
     }
     let limited = s.rate_limited.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
     if limited {
@@ -401,10 +476,10 @@ fn query_text(q: &ListQuery) -> String {
 
 async fn list_users(State(s): State<Arc<Shared>>, headers: HeaderMap, Query(q): Query<ListQuery>) -> Response {
     log(&s, "GET", "/users", &query_text(&q));
-    if let Some(r) = admit(&s, &headers, "/users", USER_SCOPE).or_else(|| customer_missing(&q)) {
+    if let Some(r) = admit(&s, &headers, "/users", &[USER_SCOPE, USER_WRITE_SCOPE]).or_else(|| customer_missing(&q)) {
         return r;
     }
-    let org = &s.config.org;
+    let org = &*s.org.read().unwrap_or_else(|e| e.into_inner());
     let mut people: Vec<&Person> = org.people.iter().collect();
     people.sort_by(|a, b| a.email.cmp(&b.email));
     let items = people.into_iter().map(|p| user_json(org, p)).collect();
@@ -448,17 +523,17 @@ fn user_json(org: &GoogleOrg, p: &Person) -> Value {
     if p.suspended
         && let Some(o) = user.as_object_mut()
     {
-        o.insert("suspensionReason".into(), json!("ADMIN"));
+        o.insert("suspensionReason".into(), json!(if p.abuse { "ABUSE" } else { "ADMIN" }));
     }
     user
 }
 
 async fn list_groups(State(s): State<Arc<Shared>>, headers: HeaderMap, Query(q): Query<ListQuery>) -> Response {
     log(&s, "GET", "/groups", &query_text(&q));
-    if let Some(r) = admit(&s, &headers, "/groups", GROUP_SCOPE).or_else(|| customer_missing(&q)) {
+    if let Some(r) = admit(&s, &headers, "/groups", &[GROUP_SCOPE]).or_else(|| customer_missing(&q)) {
         return r;
     }
-    let org = &s.config.org;
+    let org = &*s.org.read().unwrap_or_else(|e| e.into_inner());
     let items = org
         .groups
         .iter()
@@ -488,10 +563,10 @@ async fn list_members(
 ) -> Response {
     let path = format!("/groups/{key}/members");
     log(&s, "GET", &path, &query_text(&q));
-    if let Some(r) = admit(&s, &headers, &path, GROUP_SCOPE) {
+    if let Some(r) = admit(&s, &headers, &path, &[GROUP_SCOPE, MEMBER_SCOPE]) {
         return r;
     }
-    let org = &s.config.org;
+    let org = &*s.org.read().unwrap_or_else(|e| e.into_inner());
     let Some(group) = org.groups.iter().find(|g| GoogleOrg::group_id(&g.email) == key || g.email == key) else {
         return google_error(StatusCode::NOT_FOUND, "notFound", "Resource Not Found: groupKey");
     };
@@ -514,4 +589,176 @@ async fn list_members(
         })
         .collect();
     page(&s, "members", "members", items, &q, 200, 200)
+}
+
+/// A person by `userKey`: primary email, alias or id (case-insensitive email).
+fn person_index(org: &GoogleOrg, key: &str) -> Option<usize> {
+    let local_alias = |p: &Person| {
+        let local = p.email.split('@').next().unwrap_or_default();
+        format!("{local}@{}.test-google-a.com", org.domain)
+    };
+    org.people.iter().position(|p| {
+        p.email.eq_ignore_ascii_case(key)
+            || GoogleOrg::user_id(&p.email) == key
+            || local_alias(p).eq_ignore_ascii_case(key)
+    })
+}
+
+fn group_index(org: &GoogleOrg, key: &str) -> Option<usize> {
+    org.groups.iter().position(|g| g.email.eq_ignore_ascii_case(key) || GoogleOrg::group_id(&g.email) == key)
+}
+
+/// Logs a write; `Some` is the 503 a test asked for instead of applying it.
+fn record_write(s: &Shared, method: &str, path: &str, body: &str) -> Option<Response> {
+    log(s, method, path, "");
+    if let Ok(mut w) = s.writes.lock() {
+        w.push((method.to_string(), path.to_string(), body.to_string()));
+    }
+    let failing = s.failing_writes.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+    failing.then(|| google_error(StatusCode::SERVICE_UNAVAILABLE, "backendError", "Backend Error"))
+}
+
+/// `GET /users/{userKey}`: one user, as the list shows them.
+async fn get_user(State(s): State<Arc<Shared>>, headers: HeaderMap, Path(key): Path<String>) -> Response {
+    let path = format!("/users/{key}");
+    log(&s, "GET", &path, "");
+    if let Some(r) = admit(&s, &headers, &path, &[USER_SCOPE, USER_WRITE_SCOPE]) {
+        return r;
+    }
+    let org = s.org.read().unwrap_or_else(|e| e.into_inner());
+    match person_index(&org, &key) {
+        Some(i) => Json(user_json(&org, &org.people[i])).into_response(),
+        None => google_error(StatusCode::NOT_FOUND, "notFound", "Resource Not Found: userKey"),
+    }
+}
+
+/// `PUT /users/{userKey}`: `suspended` is the field the actions change; 412 when Google itself
+/// suspended the person.
+async fn update_user(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(key): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let path = format!("/users/{key}");
+    if let Some(r) = record_write(&s, "PUT", &path, &String::from_utf8_lossy(&body)) {
+        return r;
+    }
+    if let Some(r) = admit(&s, &headers, &path, &[USER_WRITE_SCOPE]) {
+        return r;
+    }
+    let Ok(change) = serde_json::from_slice::<Value>(&body) else {
+        return google_error(StatusCode::BAD_REQUEST, "parseError", "Parse Error");
+    };
+    let mut org = s.org.write().unwrap_or_else(|e| e.into_inner());
+    let Some(i) = person_index(&org, &key) else {
+        return google_error(StatusCode::NOT_FOUND, "notFound", "Resource Not Found: userKey");
+    };
+    if let Some(suspended) = change.get("suspended").and_then(Value::as_bool) {
+        let person = &mut org.people[i];
+        if !suspended && person.suspended && person.abuse {
+            return google_error(
+                StatusCode::PRECONDITION_FAILED,
+                "conditionNotMet",
+                "Precondition Failed: the user was suspended by Google for abuse and cannot be unsuspended by an administrator.",
+            );
+        }
+        person.suspended = suspended;
+        if !suspended {
+            person.abuse = false;
+        }
+    }
+    Json(user_json(&org, &org.people[i])).into_response()
+}
+
+/// `POST /users/{userKey}/signOut`: ends the person's web and device sessions; no body back.
+async fn sign_out(State(s): State<Arc<Shared>>, headers: HeaderMap, Path(key): Path<String>) -> Response {
+    let path = format!("/users/{key}/signOut");
+    if let Some(r) = record_write(&s, "POST", &path, "") {
+        return r;
+    }
+    if let Some(r) = admit(&s, &headers, &path, &[SECURITY_SCOPE]) {
+        return r;
+    }
+    let org = s.org.read().unwrap_or_else(|e| e.into_inner());
+    let Some(i) = person_index(&org, &key) else {
+        return google_error(StatusCode::NOT_FOUND, "notFound", "Resource Not Found: userKey");
+    };
+    if let Ok(mut out) = s.signed_out.lock() {
+        out.push(org.people[i].email.clone());
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+fn member_json(org: &GoogleOrg, group_key: &str, email: &str) -> Value {
+    let person = org.people.iter().find(|p| p.email.eq_ignore_ascii_case(email));
+    let id = GoogleOrg::user_id(email);
+    json!({
+        "kind": "admin#directory#member",
+        "etag": format!("\"sim/{group_key}/{id}\""),
+        "id": id,
+        "email": email,
+        "role": "MEMBER",
+        "type": "USER",
+        "status": if person.is_some_and(|p| p.suspended) { "SUSPENDED" } else { "ACTIVE" },
+    })
+}
+
+/// `POST /groups/{groupKey}/members` `{"email", "role"}`: 409 when already a member.
+async fn insert_member(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(key): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let path = format!("/groups/{key}/members");
+    if let Some(r) = record_write(&s, "POST", &path, &String::from_utf8_lossy(&body)) {
+        return r;
+    }
+    if let Some(r) = admit(&s, &headers, &path, &[MEMBER_SCOPE]) {
+        return r;
+    }
+    let email = serde_json::from_slice::<Value>(&body).ok().and_then(|v| v["email"].as_str().map(str::to_string));
+    let Some(email) = email.filter(|e| e.contains('@')) else {
+        return google_error(StatusCode::BAD_REQUEST, "required", "Missing required field: member");
+    };
+    let mut org = s.org.write().unwrap_or_else(|e| e.into_inner());
+    let Some(g) = group_index(&org, &key) else {
+        return google_error(StatusCode::NOT_FOUND, "notFound", "Resource Not Found: groupKey");
+    };
+    let email = match person_index(&org, &email) {
+        Some(i) => org.people[i].email.clone(),
+        None => email,
+    };
+    if org.groups[g].members.iter().any(|m| m.eq_ignore_ascii_case(&email)) {
+        return google_error(StatusCode::CONFLICT, "duplicate", "Member already exists.");
+    }
+    org.groups[g].members.push(email.clone());
+    Json(member_json(&org, &key, &email)).into_response()
+}
+
+/// `DELETE /groups/{groupKey}/members/{memberKey}`: 404 `memberKey` when not a member.
+async fn delete_member(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path((key, member)): Path<(String, String)>,
+) -> Response {
+    let path = format!("/groups/{key}/members/{member}");
+    if let Some(r) = record_write(&s, "DELETE", &path, "") {
+        return r;
+    }
+    if let Some(r) = admit(&s, &headers, &path, &[MEMBER_SCOPE]) {
+        return r;
+    }
+    let mut org = s.org.write().unwrap_or_else(|e| e.into_inner());
+    let Some(g) = group_index(&org, &key) else {
+        return google_error(StatusCode::NOT_FOUND, "notFound", "Resource Not Found: groupKey");
+    };
+    let email = person_index(&org, &member).map(|i| org.people[i].email.clone()).unwrap_or(member);
+    let before = org.groups[g].members.len();
+    org.groups[g].members.retain(|m| !m.eq_ignore_ascii_case(&email));
+    if org.groups[g].members.len() == before {
+        return google_error(StatusCode::NOT_FOUND, "notFound", "Resource Not Found: memberKey");
+    }
+    StatusCode::NO_CONTENT.into_response()
 }

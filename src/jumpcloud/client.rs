@@ -15,9 +15,9 @@ use serde_json::Value;
 use tokio::sync::{Mutex, Semaphore};
 
 use crate::error::{JcsqlError, Result, one_line};
-pub use crate::http::Listing;
 pub use crate::http::install_crypto_provider;
 use crate::http::{Envelope, Records, jitter, parse_body, transport_reason};
+pub use crate::http::{Listing, WriteResponse};
 use crate::table::decode::PageDecoder;
 
 /// JumpCloud pages hold at most 100 records; asking for more is a 400.
@@ -143,14 +143,6 @@ struct Page {
     result_count: Option<u64>,
     limit: Option<u64>,
     search_after: Option<String>,
-}
-
-/// The outcome of a write: the HTTP status and the decoded body, if any.
-#[derive(Debug)]
-pub struct WriteResponse {
-    pub status: u16,
-    pub body: Option<Value>,
-    pub message: String,
 }
 
 /// reqwest is built without a default TLS provider (ring instead of aws-lc, for build time);
@@ -316,13 +308,7 @@ impl JumpCloudClient {
                     let number = |name: &str| header(name).and_then(|v| v.trim().parse::<u64>().ok());
                     let total = number("x-total-count");
                     let paging = (number("x-result-count"), number("x-limit"), header("x-search_after"));
-                    let retry_after = resp
-                        .headers()
-                        .get("retry-after")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<f64>().ok())
-                        .filter(|s| s.is_finite() && *s >= 0.0)
-                        .map(Duration::from_secs_f64);
+                    let retry_after = crate::http::retry_after(resp.headers());
                     match resp.bytes().await {
                         Ok(body) => Ok((status, total, retry_after, body, paging)),
                         Err(e) => Err(e),

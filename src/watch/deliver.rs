@@ -125,11 +125,6 @@ pub fn client() -> Result<reqwest::Client, String> {
         .map_err(|e| format!("cannot build the HTTP client: {e}"))
 }
 
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
-}
-
 /// POSTs a delivery, retrying what may succeed later.
 pub async fn deliver(http: &reqwest::Client, target: &Target, delivery: &mut Delivery) -> Outcome {
     let mut backoff = FIRST_BACKOFF;
@@ -152,7 +147,7 @@ pub async fn deliver(http: &reqwest::Client, target: &Target, delivery: &mut Del
                     delivery.last_error = Some(reason.clone());
                     return Outcome::Kept(format!("{reason}, which is not retried"));
                 }
-                (reason, retry_after(resp.headers()))
+                (reason, crate::http::retry_after(resp.headers()))
             }
             Err(e) => (format!("{}: {}", target.fingerprint, crate::http::transport_reason(&e)), None),
         };

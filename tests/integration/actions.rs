@@ -178,6 +178,12 @@ async fn a_disabled_action_is_refused_before_any_request() {
             vec!["remove_user_from_group", "false"],
             vec!["suspend_user", "false"],
             vec!["unsuspend_user", "false"],
+            vec!["suspend_google_user", "false"],
+            vec!["unsuspend_google_user", "false"],
+            vec!["sign_out_google_user", "false"],
+            vec!["add_user_to_google_group", "false"],
+            vec!["remove_user_from_google_group", "false"],
+            vec!["offboard_user", "false"],
             vec!["read_only", "false"]
         ]
     );
@@ -300,7 +306,9 @@ async fn the_cli_applies_only_with_yes_and_permissions_persist() {
     let out = run(vec!["permissions", "disable", "create_user_group"]).await.expect("join");
     assert_eq!(
         text(&out.stdout),
-        "action,enabled\ncreate_user_group,false\nadd_user_to_group,true\nremove_user_from_group,true\nsuspend_user,false\nunsuspend_user,false\nread_only,false\n"
+        "action,enabled\ncreate_user_group,false\nadd_user_to_group,true\nremove_user_from_group,true\nsuspend_user,false\nunsuspend_user,false\n\
+         suspend_google_user,false\nunsuspend_google_user,false\nsign_out_google_user,false\n\
+         add_user_to_google_group,false\nremove_user_from_google_group,false\noffboard_user,false\nread_only,false\n"
     );
     let out = run(vec!["-c", "select create_user_group('Other')", "--yes"]).await.expect("join");
     assert_eq!(out.status.code(), Some(1));
@@ -396,17 +404,19 @@ async fn suspend_and_unsuspend_are_off_until_enabled_and_report_each_outcome() {
     assert_eq!(sim.request_count(), 0);
 }
 
-/// Every action in the registry plans and applies against the simulator's route for it.
+/// Every JumpCloud action in the registry plans and applies against the simulator's route for
+/// it (Google's: `google_actions.rs`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_registered_action_applies_against_the_simulator() {
-    use jcsql::actions::{ACTIONS, InputKind};
+    use jcsql::actions::{ACTIONS, InputKind, Tool};
     let sim = Simulator::start(SimulatorConfig::new(40, 8)).await.expect("sim");
     let dir = tempfile::tempdir().expect("dir");
     let all: Vec<&str> = ACTIONS.iter().map(|a| a.name).collect();
     let e = engine_with(&sim, dir.path(), with_enabled(&all)).await;
     let org = sim.org();
     let user = org.users.iter().find(|u| !u.suspended).expect("an active user");
-    for def in ACTIONS {
+    let jumpcloud: Vec<_> = ACTIONS.iter().filter(|a| a.tool == Tool::JumpCloud).collect();
+    for def in &jumpcloud {
         let args: Vec<String> = def
             .inputs
             .iter()
@@ -414,6 +424,7 @@ async fn every_registered_action_applies_against_the_simulator() {
                 InputKind::User => format!("'{}'", user.email),
                 InputKind::Group => "'Finance'".to_string(),
                 InputKind::Text => format!("'Registry {}'", def.name),
+                InputKind::GoogleUser | InputKind::GoogleGroup => unreachable!("a JumpCloud action"),
             })
             .collect();
         let plan = e.execute(&format!("select {}({})", def.name, args.join(", "))).await.expect("plans");
@@ -424,7 +435,7 @@ async fn every_registered_action_applies_against_the_simulator() {
         assert!(matches!(results[0].http_status, Some(200..=299) | Some(404) | Some(409)), "{}", def.name);
     }
     let log = std::fs::read_to_string(dir.path().join("audit.jsonl")).expect("audit");
-    assert_eq!(log.lines().count(), ACTIONS.len());
+    assert_eq!(log.lines().count(), jumpcloud.len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

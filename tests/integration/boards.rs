@@ -31,7 +31,7 @@ async fn each_example_board_returns_what_the_generator_planted() {
     let e = &demo.engine;
     let boards = strings(e, "select name, error from jcsql.boards order by name").await;
     assert_eq!(boards.len(), jcsql::cli::workspace::EXAMPLE_BOARDS.len());
-    assert_eq!(boards.len(), 25);
+    assert_eq!(boards.len(), 26);
     assert!(boards.iter().all(|b| b[1] == "NULL"), "{boards:?}");
 
     let active_no_mfa =
@@ -66,6 +66,14 @@ async fn each_example_board_returns_what_the_generator_planted() {
         (
             "google_accounts_without_jumpcloud_user",
             demo.google.org().people.iter().filter(|p| !org.users.iter().any(|u| u.email == p.email)).count(),
+        ),
+        (
+            "suspended_in_jumpcloud_in_google_groups",
+            org.users
+                .iter()
+                .filter(|u| u.suspended)
+                .map(|u| demo.google.org().groups.iter().filter(|g| g.members.contains(&u.email)).count())
+                .sum(),
         ),
         (
             "suspended_in_jumpcloud_active_in_google",

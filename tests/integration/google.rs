@@ -261,7 +261,8 @@ async fn fields_shows_the_join_to_google_users_by_email_with_its_match_rate() {
         .find(|f| f.other_table == "google.users" && f.other_column == "primary_email" && f.column == "email")
         .expect("users.email joins google.users.primary_email");
     let jc = jumpcloud_emails(&t.jumpcloud);
-    let people = &t.google.org().people;
+    let google_org = t.google.org();
+    let people = &google_org.people;
     let shared = people.iter().filter(|p| jc.contains(&p.email)).count() as i64;
     assert_eq!(google.matched, Some(shared));
     assert_eq!(google.match_rate, Some(shared as f64 / people.len() as f64));

@@ -11,6 +11,7 @@ mod common;
 mod errors;
 mod exports;
 mod google;
+mod google_actions;
 mod insights;
 mod orgs;
 mod recordings;

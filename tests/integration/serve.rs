@@ -87,7 +87,7 @@ async fn psql_sees_the_tables_the_boards_and_the_catalog() {
     let views = psql_ok(&url, r"\dv boards.*").await;
     let loaded =
         common::count(&t.engine, "select count(*) from information_schema.views where table_schema = 'boards'").await;
-    assert_eq!(loaded, 18, "the 25 example boards but the 3 that read exports and the 4 that read Google");
+    assert_eq!(loaded, 18, "the 26 example boards but the 3 that read exports and the 5 that read Google");
     assert_eq!(views.lines().count(), 18, "{views}");
     assert!(psql(&url, r"\l").await.status.success());
 
@@ -210,7 +210,7 @@ async fn refused_statements_return_their_sqlstate_and_change_nothing() {
     let writes: Vec<_> = t.sim.requests().into_iter().filter(|r| r.method != "GET").collect();
     assert!(writes.is_empty(), "{writes:?}");
     assert_eq!(psql_ok(&url, "select count(*) from jumpcloud.users").await, users);
-    assert_eq!(psql_ok(&url, "select count(*) from jcsql.boards").await, "25");
+    assert_eq!(psql_ok(&url, "select count(*) from jcsql.boards").await, "26");
     assert!(t.engine.actions().read_audit().is_empty());
     assert_eq!(t.engine.context().state().config().options().execution.batch_size.get(), 8192);
 }

@@ -435,7 +435,7 @@ async fn the_demo_checks_its_boards() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     let boards: Value = serde_json::from_slice(&out.stdout).expect("json");
     let boards = boards.as_array().expect("array");
-    assert_eq!(boards.len(), 25);
+    assert_eq!(boards.len(), 26);
     assert!(boards.iter().all(|b| b["error"].is_null()), "{boards:?}");
     let without_mfa = boards.iter().find(|b| b["board"] == "users_without_mfa").expect("board");
     assert_eq!(without_mfa["count"], without_mfa["rows"].as_array().map_or(0, Vec::len));
