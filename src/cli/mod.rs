@@ -446,10 +446,18 @@ impl Demo {
             .map_err(|e| JcsqlError::Config(format!("cannot write the demo Google key file: {e}")))?;
         let mut google_cfg = crate::google::GoogleConfig::new(key_file, google.admin_email());
         google_cfg.api_url = google.api_url();
+        // The demo's actions follow `jcsql permissions` (the config in JCSQL_HOME), so enabling
+        // `offboard_user` there lets the demo try it.
+        let permissions = Home::from_env()
+            .ok()
+            .and_then(|home| StoredConfig::load(&home.config_file()).ok())
+            .map(|stored| stored.permissions)
+            .unwrap_or_default();
         let engine = Engine::new(EngineOptions {
             client: Some(client),
             cache_dir: Some(dir.path().to_path_buf()),
             freshness,
+            permissions,
             audit_log: Some(dir.path().join("audit.jsonl")),
             orgs: org_list,
             google: Some(google_cfg),

@@ -119,6 +119,9 @@ async fn each_google_action_makes_its_request_and_maps_googles_answers() {
     let q = format!("select suspended from google.users where primary_email = '{email}'");
     assert_eq!(strings(&t.engine, &q).await, [["true"]]);
     assert_eq!(list_requests(&t), lists_before);
+    // And `google_changes` records it, as `changes` records JumpCloud's actions.
+    let change = format!("select _op, _changed, _source from google_changes.users where id = '{id}'");
+    assert_eq!(strings(&t.engine, &change).await, [["changed", r#"["suspended","suspension_reason"]"#, "action"]]);
     // By an alias too, and again: already done, nothing written.
     let local = email.split('@').next().unwrap_or_default();
     let alias = format!("{local}@{}.test-google-a.com", org.domain);
@@ -350,4 +353,48 @@ async fn an_offboarding_step_that_fails_stops_that_persons_later_steps_and_a_den
     // Nothing after the failure was written to either tool.
     assert!(t.google.writes().iter().all(|w| w.0 != "PUT"), "{:?}", t.google.writes());
     assert!(t.jumpcloud.requests().iter().all(|r| r.method == "GET"));
+}
+
+/// The whole path a person takes: `jcsql permissions enable …`, then the demo's Google account
+/// and JumpCloud org, planned without `--yes` (exit 3, nothing applied), applied with it.
+#[test]
+fn the_demo_offboards_only_with_yes_and_the_enabled_permissions() {
+    use crate::common::{jcsql, text};
+    let home = tempfile::tempdir().expect("home");
+    let env = [("JCSQL_HOME", home.path().to_str().unwrap_or_default())];
+    for action in ["offboard_user", "suspend_google_user", "remove_user_from_google_group", "suspend_user"] {
+        let out = jcsql(&["permissions", "enable", action], &env, None);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    }
+    let who = jcsql(
+        &[
+            "demo",
+            "--format",
+            "csv",
+            "-c",
+            "select min(email) as email from boards.suspended_in_jumpcloud_in_google_groups",
+        ],
+        &env,
+        None,
+    );
+    let email = text(&who.stdout).lines().nth(1).unwrap_or_default().to_string();
+    assert!(email.contains('@'), "{}", text(&who.stderr));
+    let sql = format!("select offboard_user('{email}') as steps");
+
+    let planned = jcsql(&["demo", "--format", "csv", "-c", &sql], &env, None);
+    assert_eq!(planned.status.code(), Some(3), "{}", text(&planned.stderr));
+    assert!(text(&planned.stdout).starts_with("steps\n\"planned #1, #2"), "{}", text(&planned.stdout));
+    let err = text(&planned.stderr);
+    assert!(err.contains("  #1 ") && err.contains("Nothing was applied: run again with --yes"), "{err}");
+    // sign_out_google_user is not enabled: its step (if the person needs one) says so.
+    assert!(!err.contains("sign_out_google_user(") || err.contains(": denied ("), "{err}");
+
+    let applied = jcsql(&["demo", "--yes", "--format", "csv", "-c", &sql], &env, None);
+    assert_eq!(applied.status.code(), Some(0), "{}", text(&applied.stderr));
+    let out = text(&applied.stdout);
+    let statuses: Vec<&str> = out.lines().skip(1).filter_map(|l| l.rsplit(',').next()).collect();
+    assert!(statuses.len() >= 3, "{out}");
+    assert!(statuses.iter().all(|s| ["removed", "suspended", "already_suspended", "denied"].contains(s)), "{out}");
+    assert!(out.contains(&format!(",remove_user_from_google_group,{email},")), "{out}");
+    assert!(!out.contains("ya29") && !text(&applied.stderr).contains("PRIVATE KEY"));
 }
