@@ -440,3 +440,33 @@ async fn the_demo_checks_its_boards() {
     let without_mfa = boards.iter().find(|b| b["board"] == "users_without_mfa").expect("board");
     assert_eq!(without_mfa["count"], without_mfa["rows"].as_array().map_or(0, Vec::len));
 }
+
+/// Boards run side by side; a source that cannot be fetched whole is the error of the boards
+/// that read it (here through `user_application_access`) and of no other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_fetch_is_the_error_of_the_boards_that_read_it_and_of_no_other() {
+    let s = Setup::start().await;
+    std::fs::write(
+        s.boards.path().join("access.sql"),
+        "select application_id, count(*) as paths from jumpcloud.user_application_access group by 1 order by 1\n",
+    )
+    .expect("board");
+    std::fs::write(s.boards.path().join("fleet.sql"), "select count(*) as devices from jumpcloud.devices\n")
+        .expect("board");
+    let boards = ["check", "access", "fleet", "suspended", "--format", "csv"];
+    let heads = |out: &str| -> Vec<String> { out.lines().filter(|l| l.contains(": ")).map(str::to_string).collect() };
+    let (code, out, err) = s.run(&boards).await;
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert_eq!(heads(&out).len(), 3, "{out}");
+    assert!(heads(&out).iter().all(|h| !h.contains("error")), "{out}");
+    // Every run refetches (`--max-age 0`); now the applications' bindings come back short, so
+    // the access board is an error even though the last snapshot answered its query.
+    s.sim.set_fault("/api/v2/applications/", Fault::DropRecords);
+    let (code, out, err) = s.run(&boards).await;
+    assert_eq!(code, Some(2), "{out}{err}");
+    let heads = heads(&out);
+    assert_eq!(heads.len(), 3, "{out}");
+    assert!(heads[0].starts_with("access: error: a source could not be fetched: jumpcloud.application_"), "{out}");
+    assert_eq!(heads[1], "fleet: 1 row");
+    assert_eq!(heads[2], format!("suspended: {} rows", s.suspended().len()));
+}
