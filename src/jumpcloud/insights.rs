@@ -23,14 +23,15 @@ pub const INSIGHTS_PAGE_SIZE: u64 = 10_000;
 /// How many ids one `filter=system_id:in:…` names (a URL stays well under 8 KB).
 const IDS_PER_FILTER: usize = 100;
 
-/// A System Insights table: `route` under `/v2/systeminsights/`, the fields of the spec's
-/// `system-insights-ROUTE` definition besides `system_id` and `collection_time`.
+/// A System Insights table: `path` is its route (`/v2/systeminsights/ROUTE`), `spec` the spec's
+/// definition of its records, `fields` that definition's fields besides `system_id` and
+/// `collection_time`. Its pages are sorted on its key (see [`sort_of`]).
 fn insight(
     name: &'static str,
-    route: &'static str,
+    path: &'static str,
+    spec: &'static str,
     description: &'static str,
     key: &'static [&'static str],
-    sort: &'static str,
     fields: &[(&'static str, Kind, &'static str)],
 ) -> TableDef {
     let mut columns = vec![
@@ -42,43 +43,29 @@ fn insight(
         "device_id" => Column::new(path, *kind, description).named("volume_device_id"),
         _ => Column::new(path, *kind, description),
     }));
-    let spec = match route {
-        "os_version" => "system-insights-os-version",
-        "system_info" => "system-insights-system-info",
-        "apps" => "system-insights-apps",
-        "programs" => "system-insights-programs",
-        "disk_encryption" => "system-insights-disk-encryption",
-        "bitlocker_info" => "system-insights-bitlocker-info",
-        "chrome_extensions" => "system-insights-chrome-extensions",
-        "users" => "system-insights-users",
-        _ => "system-insights-mounts",
-    };
-    let path = match route {
-        "os_version" => "/v2/systeminsights/os_version",
-        "system_info" => "/v2/systeminsights/system_info",
-        "apps" => "/v2/systeminsights/apps",
-        "programs" => "/v2/systeminsights/programs",
-        "disk_encryption" => "/v2/systeminsights/disk_encryption",
-        "bitlocker_info" => "/v2/systeminsights/bitlocker_info",
-        "chrome_extensions" => "/v2/systeminsights/chrome_extensions",
-        "users" => "/v2/systeminsights/users",
-        _ => "/v2/systeminsights/mounts",
-    };
     let primary = if key.is_empty() { Some("device_id") } else { None };
     let key: &'static [&'static str] = if key.is_empty() { &["device_id"] } else { key };
-    TableDef::new(name, description, Source::Insights { path, sort }, primary, key, columns)
+    TableDef::new(name, description, Source::Insights { path }, primary, key, columns)
         .with_spec(spec)
         .with_volatile(&["collected_at"])
+}
+
+/// The `sort` of a table's pages: its key, a unique one, in the API's field names
+/// (`system_id,path`), so offset pages are stable.
+fn sort_of(def: &TableDef) -> String {
+    let fields: Vec<&str> =
+        def.key.iter().map(|k| if *k == crate::table::INSIGHTS_DEVICE_COLUMN { "system_id" } else { k }).collect();
+    fields.join(",")
 }
 
 pub fn tables() -> Vec<TableDef> {
     vec![
         insight(
             "device_os_versions",
-            "os_version",
+            "/v2/systeminsights/os_version",
+            "system-insights-os-version",
             "Each device's operating system as osquery reports it (System Insights os_version).",
             &[],
-            "system_id",
             &[
                 ("name", Text, "OS name (macOS, Microsoft Windows 11 Pro, Ubuntu)."),
                 ("version", Text, "Full version."),
@@ -94,10 +81,10 @@ pub fn tables() -> Vec<TableDef> {
         ),
         insight(
             "device_system_info",
-            "system_info",
+            "/v2/systeminsights/system_info",
+            "system-insights-system-info",
             "Each device's hardware (System Insights system_info).",
             &[],
-            "system_id",
             &[
                 ("computer_name", Text, "Computer name."),
                 ("hostname", Text, "Host name."),
@@ -118,10 +105,10 @@ pub fn tables() -> Vec<TableDef> {
         ),
         insight(
             "device_apps",
-            "apps",
+            "/v2/systeminsights/apps",
+            "system-insights-apps",
             "Applications installed on macOS devices (System Insights apps).",
             &["device_id", "path"],
-            "system_id,path",
             &[
                 ("name", Text, "Bundle file name (Safari.app)."),
                 ("path", Text, "Where the bundle is."),
@@ -146,10 +133,10 @@ pub fn tables() -> Vec<TableDef> {
         ),
         insight(
             "device_programs",
-            "programs",
+            "/v2/systeminsights/programs",
+            "system-insights-programs",
             "Programs installed on Windows devices (System Insights programs).",
             &["device_id", "name", "version"],
-            "system_id,name,version",
             &[
                 ("name", Text, "Program name."),
                 ("version", Text, "Version."),
@@ -164,10 +151,10 @@ pub fn tables() -> Vec<TableDef> {
         ),
         insight(
             "device_disk_encryption",
-            "disk_encryption",
+            "/v2/systeminsights/disk_encryption",
+            "system-insights-disk-encryption",
             "Encryption of each volume of macOS and Linux devices (System Insights disk_encryption).",
             &["device_id", "name"],
-            "system_id,name",
             &[
                 ("name", Text, "Volume device (/dev/disk1s1)."),
                 ("encrypted", Int, "1 when encrypted."),
@@ -180,10 +167,10 @@ pub fn tables() -> Vec<TableDef> {
         ),
         insight(
             "device_bitlocker",
-            "bitlocker_info",
+            "/v2/systeminsights/bitlocker_info",
+            "system-insights-bitlocker-info",
             "BitLocker state of each drive of Windows devices (System Insights bitlocker_info).",
             &["device_id", "drive_letter"],
-            "system_id,drive_letter",
             &[
                 ("device_id", Text, "The volume's device path (the API's own `device_id`)."),
                 ("drive_letter", Text, "Drive letter (C:)."),
@@ -196,10 +183,10 @@ pub fn tables() -> Vec<TableDef> {
         ),
         insight(
             "device_chrome_extensions",
-            "chrome_extensions",
+            "/v2/systeminsights/chrome_extensions",
+            "system-insights-chrome-extensions",
             "Chrome extensions of each device's users (System Insights chrome_extensions).",
             &["device_id", "uid", "path"],
-            "system_id,uid,path",
             &[
                 ("uid", Text, "Local user who installed it."),
                 ("name", Text, "Extension name."),
@@ -216,10 +203,10 @@ pub fn tables() -> Vec<TableDef> {
         ),
         insight(
             "device_local_users",
-            "users",
+            "/v2/systeminsights/users",
+            "system-insights-users",
             "Local accounts on each device, with whether they are administrators (System Insights users).",
             &["device_id", "uid"],
-            "system_id,uid",
             &[
                 ("uid", Text, "User id on the device."),
                 ("username", Text, "Account name."),
@@ -241,10 +228,10 @@ pub fn tables() -> Vec<TableDef> {
         ),
         insight(
             "device_mounts",
-            "mounts",
+            "/v2/systeminsights/mounts",
+            "system-insights-mounts",
             "Mounted volumes of macOS and Linux devices: which device is mounted at / (System Insights mounts).",
             &["device_id", "path"],
-            "system_id,path",
             &[
                 ("path", Text, "Mount point (/ is the boot volume)."),
                 ("device", Text, "Mounted device (/dev/disk1s1)."),
@@ -284,15 +271,14 @@ fn add(listing: &mut Listing<PageRows>, page: Fetched) {
     listing.bytes += page.bytes;
 }
 
-/// Every record of an insights route `path` sorted on `sort` (for `devices`, the ids in the
-/// devices table), or those of the `only` devices, in pages of `page_size` (at most
-/// [`INSIGHTS_PAGE_SIZE`]); `on_page` hears each page's record count.
+/// Every record of the insights table `def` at `path` (`devices`: the ids in the devices table),
+/// or those of the `only` devices, in pages of `page_size` (at most [`INSIGHTS_PAGE_SIZE`]);
+/// `on_page` hears each page's record count.
 #[allow(clippy::too_many_arguments)]
 pub async fn fetch(
     client: &JumpCloudClient,
     def: &TableDef,
     path: &str,
-    sort: &str,
     devices: &[String],
     only: Option<&[String]>,
     page_size: u64,
@@ -302,10 +288,11 @@ pub async fn fetch(
     let page_size = page_size.clamp(1, INSIGHTS_PAGE_SIZE);
     let in_flight = client.config().max_in_flight.max(1);
     let decoder = TablePage { def, parent: None, fetched_at_us };
+    let sort = sort_of(def);
     let page = |filter: Option<String>, skip: u64| {
-        let decoder = &decoder;
+        let (decoder, sort) = (&decoder, &sort);
         async move {
-            let mut query: Vec<(&str, String)> = vec![("sort", sort.to_string())];
+            let mut query: Vec<(&str, String)> = vec![("sort", sort.clone())];
             if let Some(f) = filter {
                 query.push(("filter", f));
             }

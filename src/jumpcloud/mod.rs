@@ -91,7 +91,7 @@ impl Connector for JumpCloudConnector {
                 let l = client.list(path, &[], &progress, &decoder).await?;
                 (l.pages, l.expected, l.bytes, l.requests)
             }
-            Source::Insights { path, sort } => {
+            Source::Insights { path } => {
                 observer.started(name, None, "rows");
                 let devices = match only_parents {
                     Some(_) => Vec::new(),
@@ -101,7 +101,6 @@ impl Connector for JumpCloudConnector {
                     client,
                     def,
                     path,
-                    sort,
                     &devices,
                     only_parents,
                     client.config().insights_page_size,

@@ -31,8 +31,8 @@ pub enum Source {
     /// newest one held and appends them; the snapshot covers a window of time.
     Log { path: &'static str, time_column: &'static str },
     /// A System Insights route: one list across every device (bare arrays, no count), sorted on
-    /// `sort` (a unique key, `system_id` first) and narrowed to devices by a `system_id` filter.
-    Insights { path: &'static str, sort: &'static str },
+    /// the table's key and narrowed to devices by a `system_id` filter.
+    Insights { path: &'static str },
 }
 
 /// How one JSON value becomes one Arrow value.

@@ -243,7 +243,7 @@ async fn every_field_the_simulator_emits_is_in_the_spec_with_its_type() {
         let Some(def) = table.spec else { continue };
         let records = match &table.source {
             Source::Log { .. } => continue,
-            Source::List { path } | Source::Insights { path, .. } => {
+            Source::List { path } | Source::Insights { path } => {
                 get_all(&http, &base, &key, &format!("/api{path}"), "").await
             }
             Source::PerParent { parent, path, query } => {

@@ -94,20 +94,12 @@ const CHROME_EXTENSIONS: &[(&str, &str)] = &[
     ("React Developer Tools", "fmkadmapgofadopljbjfkapdkoienihi"),
 ];
 
-/// The route of a jcsql table (`device_apps` → `apps`).
+/// The route of a jcsql table (`device_apps` → `apps`), from its definition's path.
 pub fn route_of(table: &str) -> Option<&'static str> {
-    Some(match table {
-        "device_os_versions" => "os_version",
-        "device_system_info" => "system_info",
-        "device_apps" => "apps",
-        "device_programs" => "programs",
-        "device_disk_encryption" => "disk_encryption",
-        "device_bitlocker" => "bitlocker_info",
-        "device_chrome_extensions" => "chrome_extensions",
-        "device_local_users" => "users",
-        "device_mounts" => "mounts",
-        _ => return None,
-    })
+    match crate::jumpcloud::tables::table(table)?.source {
+        crate::table::Source::Insights { path } => path.strip_prefix("/v2/systeminsights/"),
+        _ => None,
+    }
 }
 
 /// Devices whose System Insights is on.
