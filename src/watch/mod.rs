@@ -126,7 +126,10 @@ pub async fn run_boards(engine: &Engine, boards: &[Board]) -> Vec<BoardRun> {
     let failed = failures.lock().map(|f| f.clone()).unwrap_or_default();
     let all = engine.boards();
     for (run, board) in runs.iter_mut().zip(boards) {
-        let reads = connection_tables_read(engine, board, &all);
+        let reads: BTreeSet<String> = connection_tables_read(engine, board, &all)
+            .iter()
+            .map(|(conn, table)| format!("{}.{table}", conn.name))
+            .collect();
         let mut why: Vec<String> =
             failed.iter().filter(|(table, _)| reads.contains(table)).map(|(_, e)| e.clone()).collect();
         why.sort();
@@ -168,30 +171,34 @@ async fn run_board(engine: &Engine, board: &Board) -> BoardRun {
     run
 }
 
-/// The connection tables (`jumpcloud.users`) a board reads directly, through other boards, or
-/// through a connection's views (`user_application_access` reads the memberships).
-fn connection_tables_read(engine: &Engine, board: &Board, all: &[Board]) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
+/// The connection tables a board reads directly, through other boards, or through a
+/// connection's views (`user_application_access` reads the memberships), each as its connection
+/// and table. A schema resolves as the engine does (`jumpcloud` is the default org's connection,
+/// whatever its name), so these name tables as the connections' observers do.
+fn connection_tables_read(engine: &Engine, board: &Board, all: &[Board]) -> Vec<(Arc<Connection>, String)> {
+    let schemas = engine.connection_schemas();
+    let mut out: Vec<(Arc<Connection>, String)> = Vec::new();
     for t in crate::boards::tables_of(board, all) {
         let Some((schema, table)) = crate::catalog::without_catalog(&t).split_once('.') else { continue };
-        let Some(conn) = engine.all_connections().find(|c| c.name == schema) else { continue };
-        match conn.views.iter().find(|v| v.name == table) {
-            Some(view) => out.extend(view.reads().map(|r| format!("{schema}.{r}"))),
-            None => {
-                out.insert(format!("{schema}.{table}"));
+        let Some((_, conn)) = schemas.iter().find(|(s, _)| s == schema) else { continue };
+        let tables: Vec<String> = match conn.views.iter().find(|v| v.name == table) {
+            Some(view) => view.reads().map(str::to_string).collect(),
+            None => vec![table.to_string()],
+        };
+        for table in tables {
+            if !out.iter().any(|(c, t)| Arc::ptr_eq(c, conn) && *t == table) {
+                out.push((conn.clone(), table));
             }
         }
     }
     out
 }
 
-/// The fetch time of the oldest snapshot among the connection tables the board reads directly or
-/// through other boards.
+/// The fetch time of the oldest snapshot among the connection tables the board reads.
 fn data_as_of(engine: &Engine, board: &Board) -> Option<String> {
-    let oldest = crate::boards::tables_of(board, &engine.boards())
+    let oldest = connection_tables_read(engine, board, &engine.boards())
         .iter()
-        .filter_map(|t| crate::catalog::without_catalog(t).split_once('.'))
-        .filter_map(|(schema, table)| engine.all_connections().find(|c| c.name == schema)?.table(table).ok())
+        .filter_map(|(conn, table)| conn.table(table).ok())
         .filter_map(|cached| cached.current().0.meta.as_ref().map(|m| m.fetched_at_us))
         .min();
     oldest

@@ -470,3 +470,31 @@ async fn a_failed_fetch_is_the_error_of_the_boards_that_read_it_and_of_no_other(
     assert_eq!(heads[1], "fleet: 1 row");
     assert_eq!(heads[2], format!("suspended: {} rows", s.suspended().len()));
 }
+
+/// With a multi-tenant key, schema `jumpcloud` is the default org's connection, named after
+/// the org: a failed fetch there is still the error of the boards that read `jumpcloud.users`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_fetch_counts_when_the_default_schema_is_one_of_many_orgs() {
+    let mut cfg = SimulatorConfig::new(40, 5);
+    cfg.orgs = 2;
+    let sim = Simulator::start(cfg).await.expect("sim");
+    let home = tempfile::tempdir().expect("home");
+    let boards = tempfile::tempdir().expect("boards");
+    std::fs::write(boards.path().join("suspended.sql"), "select email from jumpcloud.users where suspended\n")
+        .expect("board");
+    let env = sim_env(&sim, home.path());
+    let run = |args: &[&str]| {
+        let mut all = owned(&["--boards", &boards.path().display().to_string(), "--max-age", "0"]);
+        all.extend(owned(args));
+        spawn_cli(all, env.clone(), None)
+    };
+    let discovered = run(&["orgs", "discover"]).await.expect("joined");
+    assert_eq!(discovered.status.code(), Some(0), "{}", text(&discovered.stderr));
+    let first = run(&["check", "suspended"]).await.expect("joined");
+    assert_eq!(first.status.code(), Some(1), "{}{}", text(&first.stdout), text(&first.stderr));
+    sim.set_fault("/api/systemusers", Fault::DropRecords);
+    let failed = run(&["check", "suspended"]).await.expect("joined");
+    let out = text(&failed.stdout);
+    assert_eq!(failed.status.code(), Some(2), "{out}{}", text(&failed.stderr));
+    assert!(out.starts_with("suspended: error: a source could not be fetched: jumpcloud_"), "{out}");
+}
