@@ -477,7 +477,6 @@ impl Directory {
     async fn load_jumpcloud(&mut self, conn: &Connection) -> DfResult<()> {
         let users = conn.snapshot_for_query(conn.table("users")?).await?;
         let groups = conn.snapshot_for_query(conn.table("user_groups")?).await?;
-        let d = self;
         for b in &users.batches {
             let (Some(id), Some(username), Some(email)) =
                 (text_column(b, "id"), text_column(b, "username"), text_column(b, "email"))
@@ -496,7 +495,7 @@ impl Directory {
                 let entry = (id.value(i).to_string(), label);
                 for key in [id.value(i), username.value(i), email.value(i)] {
                     if !key.is_empty() {
-                        d.users.entry(key.to_lowercase()).or_insert_with(|| entry.clone());
+                        self.users.entry(key.to_lowercase()).or_insert_with(|| entry.clone());
                     }
                 }
             }
@@ -508,9 +507,9 @@ impl Directory {
                     continue;
                 }
                 let entry = (id.value(i).to_string(), name.value(i).to_string());
-                d.groups.insert(id.value(i).to_string(), entry.clone());
-                d.groups.insert(name.value(i).to_string(), entry.clone());
-                d.groups.entry(name.value(i).to_lowercase()).or_insert(entry);
+                self.groups.insert(id.value(i).to_string(), entry.clone());
+                self.groups.insert(name.value(i).to_string(), entry.clone());
+                self.groups.entry(name.value(i).to_lowercase()).or_insert(entry);
             }
         }
         Ok(())
@@ -648,9 +647,8 @@ impl Actions {
         let mut directory = Directory::default();
         directory.load_jumpcloud(jumpcloud).await?;
         let jc_groups = memberships(jumpcloud, "user_group_members", "group_id", "user_id").await?;
-        let google = self.google.as_ref().map(|(c, _)| c.clone());
-        let google_groups = match &google {
-            Some(conn) => {
+        let google_groups = match &self.google {
+            Some((conn, _)) => {
                 directory.load_google(conn).await?;
                 memberships(conn, "group_members", "group_id", "member_id").await?
             }
@@ -714,8 +712,9 @@ impl Actions {
         Ok(Arc::new(StringArray::from(out)))
     }
 
-    /// Runs the given calls against JumpCloud, one write each (429s are waited out; nothing
-    /// else is retried), patches the cached tables, and appends each outcome to the audit log.
+    /// Runs the given calls, in order, against their tools ([`ToolClient`] says which answers
+    /// may be sent again), patches the cached tables, and appends each outcome to the audit log.
+    /// A failed step of an offboarding skips that person's later steps.
     pub async fn apply(&self, calls: &[(usize, Call)]) -> Vec<CallResult> {
         let mut results = Vec::with_capacity(calls.len());
         // People whose offboarding hit an error: their later steps do not run.

@@ -494,8 +494,7 @@ fn user_json(org: &GoogleOrg, p: &Person) -> Value {
         }
         None => "1970-01-01T00:00:00.000Z".to_string(),
     };
-    let local = p.email.split('@').next().unwrap_or_default();
-    let test_alias = format!("{local}@{}.test-google-a.com", org.domain);
+    let test_alias = test_alias(org, &p.email);
     let mut user = json!({
         "kind": "admin#directory#user",
         "id": id,
@@ -574,33 +573,23 @@ async fn list_members(
         .members
         .iter()
         .enumerate()
-        .map(|(i, email)| {
-            let person = org.people.iter().find(|p| &p.email == email);
-            let id = GoogleOrg::user_id(email);
-            json!({
-                "kind": "admin#directory#member",
-                "etag": format!("\"sim/{key}/{id}\""),
-                "id": id,
-                "email": email,
-                "role": if i == 0 { "OWNER" } else { "MEMBER" },
-                "type": "USER",
-                "status": if person.is_some_and(|p| p.suspended) { "SUSPENDED" } else { "ACTIVE" },
-            })
-        })
+        .map(|(i, email)| member_json(org, &key, email, if i == 0 { "OWNER" } else { "MEMBER" }))
         .collect();
     page(&s, "members", "members", items, &q, 200, 200)
 }
 
+/// The alias Google gives every user of a domain (`ana@acme.example.test-google-a.com`).
+fn test_alias(org: &GoogleOrg, email: &str) -> String {
+    let local = email.split('@').next().unwrap_or_default();
+    format!("{local}@{}.test-google-a.com", org.domain)
+}
+
 /// A person by `userKey`: primary email, alias or id (case-insensitive email).
 fn person_index(org: &GoogleOrg, key: &str) -> Option<usize> {
-    let local_alias = |p: &Person| {
-        let local = p.email.split('@').next().unwrap_or_default();
-        format!("{local}@{}.test-google-a.com", org.domain)
-    };
     org.people.iter().position(|p| {
         p.email.eq_ignore_ascii_case(key)
             || GoogleOrg::user_id(&p.email) == key
-            || local_alias(p).eq_ignore_ascii_case(key)
+            || test_alias(org, &p.email).eq_ignore_ascii_case(key)
     })
 }
 
@@ -690,7 +679,8 @@ async fn sign_out(State(s): State<Arc<Shared>>, headers: HeaderMap, Path(key): P
     StatusCode::NO_CONTENT.into_response()
 }
 
-fn member_json(org: &GoogleOrg, group_key: &str, email: &str) -> Value {
+/// A member as `members.list` and `members.insert` show it.
+fn member_json(org: &GoogleOrg, group_key: &str, email: &str, role: &str) -> Value {
     let person = org.people.iter().find(|p| p.email.eq_ignore_ascii_case(email));
     let id = GoogleOrg::user_id(email);
     json!({
@@ -698,7 +688,7 @@ fn member_json(org: &GoogleOrg, group_key: &str, email: &str) -> Value {
         "etag": format!("\"sim/{group_key}/{id}\""),
         "id": id,
         "email": email,
-        "role": "MEMBER",
+        "role": role,
         "type": "USER",
         "status": if person.is_some_and(|p| p.suspended) { "SUSPENDED" } else { "ACTIVE" },
     })
@@ -734,7 +724,7 @@ async fn insert_member(
         return google_error(StatusCode::CONFLICT, "duplicate", "Member already exists.");
     }
     org.groups[g].members.push(email.clone());
-    Json(member_json(&org, &key, &email)).into_response()
+    Json(member_json(&org, &key, &email, "MEMBER")).into_response()
 }
 
 /// `DELETE /groups/{groupKey}/members/{memberKey}`: 404 `memberKey` when not a member.

@@ -23,6 +23,21 @@ pub fn fast_client(base_url: String, key: &str) -> ClientConfig {
     c
 }
 
+/// A Google connection to `google` acting as `subject`, with a key file written to `dir` and
+/// short backoffs.
+pub fn google_config(
+    google: &jcsql::google::simulator::GoogleSimulator,
+    dir: &std::path::Path,
+    subject: &str,
+) -> jcsql::google::GoogleConfig {
+    let key_file = google.write_key_file(dir).expect("key file");
+    let mut cfg = jcsql::google::GoogleConfig::new(key_file, subject);
+    cfg.api_url = google.api_url();
+    cfg.base_backoff = std::time::Duration::from_millis(10);
+    cfg.max_backoff = std::time::Duration::from_millis(50);
+    cfg
+}
+
 pub async fn start(users: usize) -> TestOrg {
     start_with(SimulatorConfig::new(users, 7), |_| {}).await
 }

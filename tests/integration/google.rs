@@ -9,22 +9,13 @@ use jcsql::google::simulator::{GoogleOrg, GoogleSimulator, GoogleSimulatorConfig
 use jcsql::jumpcloud::simulator::{Simulator, SimulatorConfig};
 use jcsql::{Engine, EngineOptions};
 
-use crate::common::{self, count, fast_client, strings, text};
+use crate::common::{self, count, fast_client, google_config, strings, text};
 
 struct Both {
     jumpcloud: Simulator,
     google: GoogleSimulator,
     engine: Engine,
     dir: tempfile::TempDir,
-}
-
-fn google_config(google: &GoogleSimulator, dir: &Path, subject: &str) -> GoogleConfig {
-    let key_file = google.write_key_file(dir).expect("key file");
-    let mut cfg = GoogleConfig::new(key_file, subject);
-    cfg.api_url = google.api_url();
-    cfg.base_backoff = std::time::Duration::from_millis(10);
-    cfg.max_backoff = std::time::Duration::from_millis(50);
-    cfg
 }
 
 async fn start(users: usize, tweak: impl FnOnce(&mut GoogleSimulatorConfig)) -> Both {

@@ -5,12 +5,11 @@
 use std::path::Path;
 
 use jcsql::actions::Permissions;
-use jcsql::google::GoogleConfig;
 use jcsql::google::simulator::{GoogleOrg, GoogleSimulator, GoogleSimulatorConfig};
 use jcsql::jumpcloud::simulator::{Simulator, SimulatorConfig};
 use jcsql::{Engine, EngineOptions};
 
-use crate::common::{fast_client, strings};
+use crate::common::{fast_client, google_config, strings};
 
 const GOOGLE_ACTIONS: &[&str] = &[
     "suspend_google_user",
@@ -35,20 +34,11 @@ fn permissions(enabled: &[&str]) -> Permissions {
     p
 }
 
-fn google_config(google: &GoogleSimulator, dir: &Path) -> GoogleConfig {
-    let key_file = google.write_key_file(dir).expect("key file");
-    let mut cfg = GoogleConfig::new(key_file, google.admin_email());
-    cfg.api_url = google.api_url();
-    cfg.base_backoff = std::time::Duration::from_millis(10);
-    cfg.max_backoff = std::time::Duration::from_millis(50);
-    cfg
-}
-
 async fn engine(jumpcloud: &Simulator, google: &GoogleSimulator, dir: &Path, p: Permissions) -> jcsql::Result<Engine> {
     Engine::new(EngineOptions {
         client: Some(fast_client(jumpcloud.base_url(), jumpcloud.api_key())),
         cache_dir: Some(dir.join("cache")),
-        google: Some(google_config(google, dir)),
+        google: Some(google_config(google, dir, &google.admin_email())),
         permissions: p,
         audit_log: Some(dir.join("audit.jsonl")),
         ..Default::default()
