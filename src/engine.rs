@@ -84,6 +84,15 @@ pub struct Executed {
     pub planned: Vec<(usize, Call)>,
 }
 
+/// Why [`Engine::read_query`] gave no rows.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReadError {
+    /// The statement is not a read; nothing ran.
+    Refused(String),
+    /// The query failed (bad SQL, an unknown table); one line that says why.
+    Failed(String),
+}
+
 pub struct Engine {
     ctx: SessionContext,
     /// JumpCloud's connections (orgs), the default first; actions target these.
@@ -416,6 +425,60 @@ impl Engine {
     /// Applies planned calls (after the user confirmed them).
     pub async fn apply(&self, calls: &[(usize, Call)]) -> Vec<CallResult> {
         self.actions.apply(calls).await
+    }
+
+    /// Runs what a read-only front end (the web page's SQL box) lets through: one query that
+    /// reads. DDL, DML, `COPY`, settings and action functions are [`ReadError::Refused`].
+    pub async fn read_query(&self, sql: &str) -> std::result::Result<(SchemaRef, Vec<RecordBatch>), ReadError> {
+        use datafusion::sql::parser::{DFParser, Statement as DfStatement};
+        use datafusion::sql::sqlparser::ast::Statement;
+        let statements = DFParser::parse_sql(sql).map_err(|e| ReadError::Failed(self.explain(&e)))?;
+        let statement = match statements.len() {
+            0 => return Err(ReadError::Refused("there is no statement to run: write a query (SELECT …)".into())),
+            1 => statements.front(),
+            n => {
+                return Err(ReadError::Refused(format!(
+                    "one query at a time: this text holds {n} statements; run them one by one"
+                )));
+            }
+        };
+        if !matches!(statement, Some(DfStatement::Statement(s)) if matches!(**s, Statement::Query(_))) {
+            let word = sql.split_whitespace().next().unwrap_or("this statement").to_uppercase();
+            return Err(ReadError::Refused(format!(
+                "{word} is refused: this page only reads (SELECT …); change data from the jcsql prompt"
+            )));
+        }
+        let plan = self.ctx.state().create_logical_plan(sql).await.map_err(|e| ReadError::Failed(self.explain(&e)))?;
+        if let Some(action) = actions::called_actions(&plan).into_iter().next() {
+            return Err(ReadError::Refused(format!(
+                "the action {action} is refused here: start it from Integration actions, where it is planned and confirmed"
+            )));
+        }
+        SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false)
+            .verify_plan(&plan)
+            .map_err(|_| ReadError::Refused("only queries that read are run here (SELECT …)".into()))?;
+        let df = self.ctx.execute_logical_plan(plan).await.map_err(|e| ReadError::Failed(self.explain(&e)))?;
+        let schema = Arc::new(df.schema().as_arrow().clone());
+        let batches = df.collect().await.map_err(|e| ReadError::Failed(self.explain(&e)))?;
+        Ok((schema, batches))
+    }
+
+    /// Saves `sql` as board `name` in `dir` after checking it plans, and reloads the boards.
+    pub async fn save_board(&self, dir: &Path, name: &str, sql: &str, title: Option<&str>) -> Result<PathBuf> {
+        use crate::error::BoardError;
+        boards::validate_name(name)?;
+        boards::plan(&self.ctx, sql)
+            .await
+            .map_err(|e| BoardError::NotSaved { name: name.to_string(), error: Box::new(e) })?;
+        let path = boards::save(dir, name, sql, title)?;
+        let loaded = self.load_boards(dir).await;
+        if let Some(e) = loaded.iter().find(|b| b.name == name).and_then(|b| b.error.clone()) {
+            return Err(BoardError::SavedButBroken { name: name.to_string(), error: e.to_string() }.into());
+        }
+        Ok(path)
     }
 
     /// Runs one statement and collects its rows (action functions refuse to run here).

@@ -28,11 +28,13 @@ pub mod google;
 pub mod http;
 pub mod jumpcloud;
 pub mod layout;
+pub mod listen;
 pub mod serve;
 pub mod sources;
 pub mod statistics;
 pub mod table;
 pub mod watch;
+pub mod web;
 
 pub use engine::{ConnectionOptions, Engine, EngineOptions};
 pub use error::{JcsqlError, Result};

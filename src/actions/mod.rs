@@ -10,6 +10,7 @@
 //! re-evaluates can add one. Two statements planning at once never see each other's calls.
 
 pub mod list;
+pub mod pending;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
@@ -159,6 +160,36 @@ pub struct ActionDef {
     pub explain: Option<Explain>,
     /// The cache patches after a successful call, given the response body.
     pub patch: fn(&Call, Option<&Value>) -> Vec<Patch>,
+}
+
+/// The statement that plans one action with the given inputs, in the action's input order
+/// (`.action` in the REPL and the web page's form): `select add_user_to_group('ada', 'Finance') as status`.
+/// An empty optional input is left out.
+pub fn statement_for(def: &ActionDef, values: &[String]) -> String {
+    let args: Vec<String> = values
+        .iter()
+        .zip(def.inputs)
+        .filter(|(v, input)| !(input.optional && v.trim().is_empty()))
+        .map(|(v, _)| format!("'{}'", v.trim().replace('\'', "''")))
+        .collect();
+    format!("select {}({}) as status", def.name, args.join(", "))
+}
+
+fn count(n: usize, word: &str) -> String {
+    if n == 1 { format!("1 {word}") } else { format!("{n} {word}s") }
+}
+
+/// A plan as a person reads it: the count, then one line per call; a step whose action is
+/// disabled (an offboarding's) says it will be `denied`.
+pub fn describe_plan(calls: &[(usize, Call)], permissions: &Permissions) -> String {
+    let mut s = format!("Plan: {}\n", count(calls.len(), "call"));
+    for (n, c) in calls {
+        match permissions.refusal(c.action) {
+            None => s.push_str(&format!("  #{n} {}\n", c.describe())),
+            Some(why) => s.push_str(&format!("  #{n} {}: denied ({why})\n", c.describe())),
+        }
+    }
+    s
 }
 
 pub fn action(name: &str) -> Option<&'static ActionDef> {
@@ -342,6 +373,8 @@ pub struct Actions {
     google: Option<(Arc<Connection>, Option<GoogleClient>)>,
     permissions: RwLock<Permissions>,
     audit_log: Option<PathBuf>,
+    /// Plans waiting for a confirmation that comes in a later request (the web page).
+    pending: pending::PendingPlans,
 }
 
 impl std::fmt::Debug for Actions {
@@ -549,7 +582,13 @@ impl Actions {
         permissions: Permissions,
         audit_log: Option<PathBuf>,
     ) -> Self {
-        let actions = Actions { targets, google, permissions: RwLock::new(Permissions::default()), audit_log };
+        let actions = Actions {
+            targets,
+            google,
+            permissions: RwLock::new(Permissions::default()),
+            audit_log,
+            pending: pending::PendingPlans::default(),
+        };
         actions.set_permissions(permissions);
         actions
     }
@@ -573,6 +612,15 @@ impl Actions {
 
     fn target(&self, i: usize) -> Result<&(Arc<Connection>, Option<JumpCloudClient>), JcsqlError> {
         self.targets.get(i).ok_or_else(|| JcsqlError::Config(format!("no connection number {i}")))
+    }
+
+    pub fn pending(&self) -> &pending::PendingPlans {
+        &self.pending
+    }
+
+    /// Whether the tool an action changes is connected (Google's actions need Google).
+    pub fn offered(&self, def: &ActionDef) -> bool {
+        def.tool != Tool::Google || self.google.is_some()
     }
 
     pub fn permissions(&self) -> Permissions {

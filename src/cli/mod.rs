@@ -11,6 +11,7 @@ pub mod progress;
 pub mod repl;
 pub mod serve;
 pub mod watch;
+pub mod web;
 pub mod workspace;
 
 use std::io::{IsTerminal, Read, Write};
@@ -105,6 +106,8 @@ pub enum Command {
     },
     /// Serve the tables and boards over the Postgres wire protocol, read-only (psql, Metabase, Grafana)
     Serve(serve::ServeArgs),
+    /// The boards as web pages, with filters, exports, Add field and Integration actions
+    Web(web::WebArgs),
     /// Fetch tables now (all when none is named)
     Sync {
         /// Tables to fetch, e.g. users or jumpcloud.devices
@@ -176,6 +179,8 @@ pub enum DemoCommand {
     Serve(serve::ServeArgs),
     /// Run the demo's boards as `jcsql check` does (exit 0 no rows, 1 rows, 2 an error)
     Check(watch::CheckArgs),
+    /// The demo's boards as web pages (`jcsql web` on the simulated org)
+    Web(web::WebArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -278,6 +283,13 @@ async fn dispatch(cli: Cli) -> Result<u8, JcsqlError> {
             match command {
                 Some(DemoCommand::Serve(args)) => return serve::serve(&demo.engine, &args, &home, &g).await,
                 Some(DemoCommand::Check(args)) => return Ok(watch::check(&demo.engine, &args, output_format(&g)).await),
+                Some(DemoCommand::Web(args)) => {
+                    // The simulators and the temp folder live as long as this scope.
+                    let Demo { engine, simulator, google, dir } = demo;
+                    let exit = web::web(std::sync::Arc::new(engine), &args, &g).await;
+                    drop((simulator, google, dir));
+                    return exit;
+                }
                 None => {}
             }
             if !g.quiet && g.commands.is_empty() && g.files.is_empty() && std::io::stdin().is_terminal() {
@@ -288,6 +300,11 @@ async fn dispatch(cli: Cli) -> Result<u8, JcsqlError> {
                 );
             }
             run_front_end(&demo.engine, &g, &home).await
+        }
+        Some(Command::Web(args)) => {
+            let home = Home::from_env()?;
+            let (engine, _) = engine_from_settings(&home, &g).await?;
+            web::web(std::sync::Arc::new(engine), &args, &g).await
         }
         Some(Command::Serve(args)) => {
             let home = Home::from_env()?;

@@ -9,7 +9,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 
 use super::output::{Format, render, render_table};
 use crate::Engine;
-use crate::actions::{self, Call, CallResult};
+use crate::actions::{self, CallResult, describe_plan};
 use crate::error::JcsqlError;
 
 /// How a front end answers "apply these calls?".
@@ -73,19 +73,6 @@ pub struct Pipeline<'a> {
 
 pub fn plural(n: usize, word: &str) -> String {
     if n == 1 { format!("1 {word}") } else { format!("{n} {word}s") }
-}
-
-/// A plan as a person reads it: the count, then one line per call; a step whose action is
-/// disabled (an offboarding's) says it will be `denied`.
-pub fn describe_plan(calls: &[(usize, Call)], permissions: &actions::Permissions) -> String {
-    let mut s = format!("Plan: {}\n", plural(calls.len(), "call"));
-    for (n, c) in calls {
-        match permissions.refusal(c.action) {
-            None => s.push_str(&format!("  #{n} {}\n", c.describe())),
-            Some(why) => s.push_str(&format!("  #{n} {}: denied ({why})\n", c.describe())),
-        }
-    }
-    s
 }
 
 impl Pipeline<'_> {

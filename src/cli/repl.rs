@@ -422,8 +422,7 @@ impl<'a> Repl<'a> {
                 }
             }
         }
-        let args: Vec<String> = values.iter().map(|v| format!("'{}'", v.replace('\'', "''"))).collect();
-        let sql = format!("select {}({}) as status", action.name, args.join(", "));
+        let sql = crate::actions::statement_for(action, &values);
         self.run_statement(&sql, reader).await;
     }
 

@@ -182,16 +182,7 @@ pub async fn save_board(
     sql: &str,
     title: Option<&str>,
 ) -> Result<std::path::PathBuf, JcsqlError> {
-    boards::validate_name(name)?;
-    boards::plan(engine.context(), sql)
-        .await
-        .map_err(|e| BoardError::NotSaved { name: name.to_string(), error: Box::new(e) })?;
-    let path = boards::save(dir, name, sql, title)?;
-    let loaded = engine.load_boards(dir).await;
-    if let Some(e) = loaded.iter().find(|b| b.name == name).and_then(|b| b.error.clone()) {
-        return Err(BoardError::SavedButBroken { name: name.to_string(), error: e.to_string() }.into());
-    }
-    Ok(path)
+    engine.save_board(dir, name, sql, title).await
 }
 
 /// `jcsql connect files NAME PATH`: registers the export now (so errors show at once) and
@@ -281,9 +272,10 @@ pub async fn disconnect(engine: &Engine, home: &Home, name: &str, g: &GlobalArgs
 
 /// `.fields TABLE` / `jcsql fields TABLE` as a result table.
 pub async fn fields_batch(engine: &Engine, table: &str) -> Result<RecordBatch, JcsqlError> {
-    let found = sources::joinable_fields(engine.context(), &engine.connection_schemas(), table, &engine.sources())
-        .await
-        .map_err(JcsqlError::Config)?;
+    let found =
+        sources::joinable_fields(engine.context(), &engine.connection_schemas(), table, &engine.sources(), false)
+            .await
+            .map_err(JcsqlError::Config)?;
     let schema = Arc::new(Schema::new(vec![
         Field::new("column", DataType::Utf8, false),
         Field::new("joins", DataType::Utf8, false),

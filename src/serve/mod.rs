@@ -12,7 +12,6 @@ pub mod guard;
 pub mod settings;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -45,6 +44,8 @@ use tokio::net::TcpListener;
 
 use crate::engine::Engine;
 use crate::error::{JcsqlError, Result};
+pub use crate::listen::TlsFiles;
+use crate::listen::{random_bytes, random_token, require_tls_off_loopback, tls_acceptor};
 
 /// The one user name clients log in with.
 pub const USER: &str = "jcsql";
@@ -61,12 +62,6 @@ pub struct ServeOptions {
     pub port: u16,
     pub password: String,
     pub tls: Option<TlsFiles>,
-}
-
-#[derive(Debug, Clone)]
-pub struct TlsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
 }
 
 /// A bound, not yet serving, Postgres endpoint.
@@ -88,23 +83,12 @@ struct Shared {
 impl Server {
     /// Binds the address (port 0: any free port) and adds `pg_catalog` to the engine's catalog.
     pub async fn bind(engine: &Engine, options: ServeOptions) -> Result<Server> {
-        let loopback = is_loopback(&options.host);
-        if !loopback && options.tls.is_none() {
-            return Err(JcsqlError::Config(format!(
-                "serving on {} needs --tls-cert and --tls-key: off this machine, queries and answers would cross the network unencrypted (or use --host 127.0.0.1)",
-                options.host
-            )));
-        }
+        require_tls_off_loopback("serving", &options.host, options.tls.as_ref())?;
         if options.password.is_empty() {
             return Err(JcsqlError::Config("the serve password is empty; put one in the password file".into()));
         }
         let tls = options.tls.as_ref().map(tls_acceptor).transpose()?;
-        let listener = TcpListener::bind((options.host.as_str(), options.port)).await.map_err(|e| {
-            JcsqlError::Config(format!(
-                "cannot listen on {}:{}: {e} (choose another --port, or 0 for any free one)",
-                options.host, options.port
-            ))
-        })?;
+        let listener = crate::listen::bind(&options.host, options.port).await?;
 
         let auth = Arc::new(AuthManager::new());
         add_read_only_user(&auth).await?;
@@ -140,16 +124,13 @@ impl Server {
     }
 
     pub fn local_addr(&self) -> Result<SocketAddr> {
-        self.listener.local_addr().map_err(|e| JcsqlError::Config(format!("cannot read the listening address: {e}")))
+        crate::listen::local_addr(&self.listener)
     }
 
     /// `postgres://jcsql@HOST:PORT/jcsql`, the line a client needs (the password is asked for).
     pub fn url(&self) -> Result<String> {
         let addr = self.local_addr()?;
-        let host = match addr.ip() {
-            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
-            ip => ip.to_string(),
-        };
+        let host = crate::listen::url_host(&addr);
         Ok(format!("postgres://{USER}@{host}:{}/{DATABASE}", addr.port()))
     }
 
@@ -212,10 +193,6 @@ fn encoding_name_udf() -> ScalarUDF {
     create_udf("pg_encoding_to_char", vec![DataType::Int32], DataType::Utf8, Volatility::Immutable, Arc::new(answer))
 }
 
-fn is_loopback(host: &str) -> bool {
-    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
 async fn add_read_only_user(auth: &AuthManager) -> Result<()> {
     let role = Role {
         name: USER.into(),
@@ -245,26 +222,6 @@ async fn add_read_only_user(auth: &AuthManager) -> Result<()> {
     let failed = |e: PgWireError| JcsqlError::Config(format!("cannot set up the serve user: {e}"));
     auth.add_role(role).await.map_err(failed)?;
     auth.add_user(user).await.map_err(failed)
-}
-
-fn tls_acceptor(files: &TlsFiles) -> Result<TlsAcceptor> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let unreadable = |what: &str, path: &Path, e: &dyn std::fmt::Display| {
-        JcsqlError::Config(format!("cannot read the TLS {what} {}: {e}", path.display()))
-    };
-    let certs = CertificateDer::pem_file_iter(&files.cert)
-        .and_then(|it| it.collect::<std::result::Result<Vec<_>, _>>())
-        .map_err(|e| unreadable("certificate", &files.cert, &e))?;
-    if certs.is_empty() {
-        return Err(unreadable("certificate", &files.cert, &"no PEM certificate in it"));
-    }
-    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| unreadable("key", &files.key, &e))?;
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
-        .map_err(|e| JcsqlError::Config(format!("the TLS certificate and key do not fit together: {e}")))?;
-    Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
 /// The password as SCRAM keeps it: salted and hashed once, never in clear after start.
@@ -297,18 +254,9 @@ impl AuthSource for ScramPassword {
     }
 }
 
-pub fn random_bytes<const N: usize>() -> [u8; N] {
-    use ring::rand::SecureRandom;
-    let mut bytes = [0u8; N];
-    // The system's random source does not fail on Linux; a zero salt would still be correct.
-    let _ = ring::rand::SystemRandom::new().fill(&mut bytes);
-    bytes
-}
-
 /// A fresh password: 24 characters from an alphabet that needs no quoting in a URL or shell.
 pub fn generate_password() -> String {
-    const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-    random_bytes::<24>().iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect()
+    random_token()
 }
 
 /// One connection's handlers: the SCRAM exchange holds per-connection state, the rest is shared.

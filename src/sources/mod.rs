@@ -242,11 +242,13 @@ const MATCHABLE: &[&str] = &[
 
 /// `.fields TABLE`: the known relations of a JumpCloud table, then every column of the other
 /// sources whose values match one of TABLE's key columns (case-insensitively), best match first.
+/// `held_only` leaves out connection tables not fetched yet (a page must not fetch them all).
 pub async fn joinable_fields(
     ctx: &SessionContext,
     connections: &[(String, Arc<Connection>)],
     table: &str,
     sources: &[SourceStatus],
+    held_only: bool,
 ) -> Result<Vec<JoinableField>, String> {
     let qualified = qualify(ctx, connections, table)
         .await
@@ -281,7 +283,12 @@ pub async fn joinable_fields(
     let tools: Vec<String> = connections
         .iter()
         .filter(|(_, c)| own.is_none_or(|(_, o)| !std::ptr::eq(c.definitions, o.definitions)))
-        .flat_map(|(schema, c)| c.definitions.iter().map(move |d| format!("{schema}.{}", d.name)))
+        .flat_map(|(schema, c)| {
+            c.definitions
+                .iter()
+                .filter(move |d| !held_only || c.table(d.name).is_ok_and(|t| t.current().0.meta.is_some()))
+                .map(move |d| format!("{schema}.{}", d.name))
+        })
         .collect();
     let candidates =
         sources.iter().flat_map(|s| s.tables.iter()).map(|t| (t, false)).chain(tools.iter().map(|t| (t, true)));

@@ -118,8 +118,10 @@ pub async fn run_boards(engine: &Engine, boards: &[Board]) -> Vec<BoardRun> {
         }));
     }
     let at_once = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let mut runs: Vec<BoardRun> =
-        futures::stream::iter(boards).map(|b| run_board(engine, b)).buffered(at_once).collect().await;
+    // The futures are made before the stream (not by a closure inside it), so the whole run
+    // stays `Send` for a web handler to await.
+    let pending: Vec<_> = boards.iter().map(|b| run_board(engine, b)).collect();
+    let mut runs: Vec<BoardRun> = futures::stream::iter(pending).buffered(at_once).collect().await;
     for (conn, inner) in connections.iter().zip(previous) {
         conn.set_observer(inner);
     }
@@ -175,7 +177,7 @@ async fn run_board(engine: &Engine, board: &Board) -> BoardRun {
 /// connection's views (`user_application_access` reads the memberships), each as its connection
 /// and table. A schema resolves as the engine does (`jumpcloud` is the default org's connection,
 /// whatever its name), so these name tables as the connections' observers do.
-fn connection_tables_read(engine: &Engine, board: &Board, all: &[Board]) -> Vec<(Arc<Connection>, String)> {
+pub fn connection_tables_read(engine: &Engine, board: &Board, all: &[Board]) -> Vec<(Arc<Connection>, String)> {
     let schemas = engine.connection_schemas();
     let mut out: Vec<(Arc<Connection>, String)> = Vec::new();
     for t in crate::boards::tables_of(board, all) {
@@ -195,7 +197,7 @@ fn connection_tables_read(engine: &Engine, board: &Board, all: &[Board]) -> Vec<
 }
 
 /// The fetch time of the oldest snapshot among the connection tables the board reads.
-fn data_as_of(engine: &Engine, board: &Board) -> Option<String> {
+pub fn data_as_of(engine: &Engine, board: &Board) -> Option<String> {
     let oldest = connection_tables_read(engine, board, &engine.boards())
         .iter()
         .filter_map(|(conn, table)| conn.table(table).ok())

@@ -155,3 +155,10 @@ pub fn text(b: &[u8]) -> String {
 pub fn data_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data")
 }
+
+/// Held by the tests that load the machine (a headless browser) and those that measure how busy
+/// a pipeline stays, so one does not starve the other.
+pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
+}

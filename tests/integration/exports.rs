@@ -239,7 +239,7 @@ async fn fields_finds_joins_through_flattened_and_renamed_columns() {
     write(dir.path(), "okta.ndjson", &json);
     let status = connect(e, "tools", dir.path().to_path_buf()).await;
     assert_eq!(status.tables, vec!["tools.okta", "tools.sheet"]);
-    let found = jcsql::sources::joinable_fields(e.context(), &e.connection_schemas(), "users", &e.sources())
+    let found = jcsql::sources::joinable_fields(e.context(), &e.connection_schemas(), "users", &e.sources(), false)
         .await
         .expect("fields");
     let by_values: Vec<(String, String)> = found

@@ -244,9 +244,10 @@ async fn the_four_google_boards_answer_what_the_two_accounts_say() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fields_shows_the_join_to_google_users_by_email_with_its_match_rate() {
     let t = start(100, |_| {}).await;
-    let found = jcsql::sources::joinable_fields(t.engine.context(), &t.engine.connection_schemas(), "users", &[])
-        .await
-        .expect("fields");
+    let found =
+        jcsql::sources::joinable_fields(t.engine.context(), &t.engine.connection_schemas(), "users", &[], false)
+            .await
+            .expect("fields");
     let google = found
         .iter()
         .find(|f| f.other_table == "google.users" && f.other_column == "primary_email" && f.column == "email")

@@ -21,3 +21,4 @@ mod serve;
 mod spec;
 mod tables;
 mod watch;
+mod web;

@@ -94,6 +94,7 @@ async fn a_parent_filter_fetches_only_that_parent() {
 /// time (about 3 of 4 in a debug build; a sequential client would average 1).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_keeps_exactly_max_in_flight_requests_at_the_server() {
+    let _alone = crate::common::exclusive().await;
     let mut cfg = jcsql::jumpcloud::simulator::SimulatorConfig::new(400, 5);
     cfg.latency = std::time::Duration::from_millis(10);
     let t = start_with(cfg, |c| c.max_in_flight = 4).await;

@@ -265,9 +265,10 @@ async fn two_orgs_live_in_one_engine() {
         );
     }
     // `.fields` derives each org's relations within its own schema.
-    let found = jcsql::sources::joinable_fields(e.context(), &e.connection_schemas(), "jumpcloud_beta.users", &[])
-        .await
-        .expect("fields");
+    let found =
+        jcsql::sources::joinable_fields(e.context(), &e.connection_schemas(), "jumpcloud_beta.users", &[], false)
+            .await
+            .expect("fields");
     assert!(found.iter().any(|f| f.other_table == "jumpcloud_beta.user_group_members"), "{found:?}");
     assert!(found.iter().all(|f| f.other_table.starts_with("jumpcloud_beta.")), "{found:?}");
 }
