@@ -2,11 +2,12 @@
 //!
 //! Data flows one way: source → fetch ([`jumpcloud`], a [`connection::Connector`]) → Arrow
 //! snapshots ([`cache`]) → table providers ([`catalog`]) → DataFusion ([`engine::Engine`]) →
-//! the front ends ([`cli`]). Layers only point down: nothing outside `cli/` names `crate::cli`.
+//! the front ends ([`cli`], [`serve`], [`web`]). Layers only point down: nothing outside `cli/`
+//! names `crate::cli`, and no front end names another.
 //!
 //! | layer | modules |
 //! |---|---|
-//! | front ends | [`cli`] (commands, REPL, statement pipeline, output, progress, workspace commands), [`serve`] (the Postgres wire) |
+//! | front ends | [`cli`] (commands, REPL, statement pipeline, output, progress, workspace commands), [`serve`] (the Postgres wire), [`web`] (the web page); [`listen`] is what the network front ends share (TLS, secrets) |
 //! | engine | [`engine`] |
 //! | saved views, other tools, actions, watching | [`boards`], [`sources`], [`actions`], [`watch`] |
 //! | SQL catalog | [`catalog`], [`explain`] |

@@ -54,6 +54,11 @@ pub struct Site {
     csrf_key: ring::hmac::Key,
     /// Add field's choices per board, computed once (they ask many queries) until data changes.
     joinable: Mutex<HashMap<String, Vec<grid::JoinableField>>>,
+    /// One run of every board at a time: a run watches the connections' fetches for failures,
+    /// and two at once would hand the watch back in the wrong order.
+    pub(crate) board_runs: tokio::sync::Mutex<()>,
+    /// Served over TLS: the cookie is `Secure`.
+    tls: bool,
 }
 
 /// The session a request belongs to (set by [`guard`]).
@@ -151,6 +156,8 @@ impl WebServer {
             sessions: Mutex::default(),
             csrf_key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key_bytes),
             joinable: Mutex::default(),
+            board_runs: tokio::sync::Mutex::default(),
+            tls: tls.is_some(),
         };
         Ok(WebServer { listener, tls, site: Arc::new(site) })
     }
@@ -258,7 +265,8 @@ async fn guard(State(site): State<Arc<Site>>, mut request: Request, next: Next) 
         }
         let session = site.open_session();
         let mut response = Redirect::to("/").into_response();
-        let value = format!("{COOKIE}={session}; HttpOnly; SameSite=Strict; Path=/");
+        let secure = if site.tls { "; Secure" } else { "" };
+        let value = format!("{COOKIE}={session}; HttpOnly; SameSite=Strict; Path=/{secure}");
         if let Ok(v) = HeaderValue::from_str(&value) {
             response.headers_mut().insert(header::SET_COOKIE, v);
         }

@@ -50,7 +50,10 @@ fn fetched_at(us: i64) -> Option<String> {
 pub async fn index(State(site): State<Arc<Site>>) -> PageResult {
     let engine = &site.engine;
     let boards = engine.boards();
-    let runs = crate::watch::run_boards(engine, &boards).await;
+    let runs = {
+        let _one_at_a_time = site.board_runs.lock().await;
+        crate::watch::run_boards(engine, &boards).await
+    };
     let lines: Vec<BoardLine> = boards
         .iter()
         .zip(runs)
@@ -71,12 +74,13 @@ pub async fn index(State(site): State<Arc<Site>>) -> PageResult {
                 name: format!("{schema}.{}", t.def.name),
                 rows: meta.map(|m| m.rows as usize),
                 age: meta.and_then(|m| fetched_at(m.fetched_at_us)),
+                export: false,
             });
         }
     }
     for source in engine.sources() {
         for t in source.tables {
-            tables.push(TableLine { name: t, rows: None, age: None });
+            tables.push(TableLine { name: t, rows: None, age: None, export: true });
         }
     }
     Ok(html(templates::index(&lines, &tables)))

@@ -77,6 +77,8 @@ pub struct TableLine {
     pub name: String,
     pub rows: Option<usize>,
     pub age: Option<String>,
+    /// Another tool's export, read from its file on each query (no snapshot, no age).
+    pub export: bool,
 }
 
 pub fn index(boards: &[BoardLine], tables: &[TableLine]) -> Markup {
@@ -107,7 +109,7 @@ pub fn index(boards: &[BoardLine], tables: &[TableLine]) -> Markup {
                     @for t in tables {
                         tr data-table=(t.name) {
                             td { a href={ "/tables/" (t.name) } { (t.name) } }
-                            td.rows { @if let Some(n) = t.rows { (n) } @else { "not fetched" } }
+                            td.rows { @if let Some(n) = t.rows { (n) } @else if t.export { "export" } @else { "not fetched" } }
                             td.age { @if let Some(a) = &t.age { (a) } }
                         }
                     }

@@ -605,6 +605,7 @@ fn jcsql_web_prints_its_url_first_and_needs_tls_off_loopback() {
         over_tls(port, &format!("GET /?token={TOKEN} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"));
     assert!(opened.starts_with("HTTP/1.1 303"), "{opened}");
     assert!(opened.to_lowercase().contains("set-cookie: jcsql_session="), "{opened}");
+    assert!(opened.contains("HttpOnly; SameSite=Strict; Path=/; Secure"), "over TLS the cookie is Secure: {opened}");
     let refused = over_tls(port, "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
     assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
     let _ = child.kill();
