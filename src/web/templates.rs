@@ -10,6 +10,7 @@ pub const STYLESHEET: &str = r#"
 body { font: 14px/1.45 system-ui, sans-serif; margin: 0; color: #1d2330; background: #f6f7f9; }
 header { display: flex; align-items: center; gap: 1.5em; padding: .6em 1.2em; background: #17324d; }
 header a { color: #fff; text-decoration: none; font-weight: 600; }
+header nav a { margin-right: 1.2em; }
 main { padding: 1em 1.2em 3em; }
 h1 { font-size: 1.35em; margin: .2em 0 .4em; }
 h2 { font-size: 1.05em; margin: 1.4em 0 .4em; }
