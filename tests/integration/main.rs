@@ -22,3 +22,4 @@ mod spec;
 mod tables;
 mod watch;
 mod web;
+mod webdriver;

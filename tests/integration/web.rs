@@ -7,13 +7,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use fantoccini::{Client, ClientBuilder, Locator};
 use jcsql::actions::Permissions;
 use jcsql::jumpcloud::simulator::{Simulator, SimulatorConfig};
 use jcsql::web::{Site, WebOptions, WebServer};
 use jcsql::{Engine, EngineOptions};
 
 use crate::common::{fast_client, strings};
+use crate::webdriver::Browser;
 
 const TOKEN: &str = "test-token-4f9a2c";
 
@@ -311,73 +311,13 @@ async fn read_only_shows_no_actions_and_refuses_their_posts() {
     assert_eq!(w.writes(), Vec::<String>::new());
 }
 
-/// chromedriver on a free port, and a headless Chromium session through it.
-struct Browser {
-    driver: std::process::Child,
-    client: Client,
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
-    }
-}
-
-fn which(name: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH")?.to_str()?.split(':').map(|d| std::path::Path::new(d).join(name)).find(|p| p.is_file())
-}
-
-async fn browser() -> Browser {
-    let driver_path =
-        which("chromedriver").expect("chromedriver is on PATH (tests/run installs Debian's chromium-driver)");
-    let chromium = which("chromium").expect("chromium is on PATH (tests/run installs Debian's chromium)");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
-    let driver = std::process::Command::new(driver_path)
-        .arg(format!("--port={port}"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("chromedriver starts");
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({
-            "binary": chromium,
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,1000"],
-        }),
-    );
-    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    let mut last = String::new();
-    for _ in 0..100 {
-        match ClientBuilder::new(connector.clone())
-            .capabilities(caps.clone())
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await
-        {
-            Ok(client) => return Browser { driver, client },
-            Err(e) => last = e.to_string(),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("chromedriver did not start a session: {last}");
-}
-
-async fn text(c: &Client, css: &str) -> String {
-    c.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).text().await.expect("text")
-}
-
-async fn click(c: &Client, css: &str) {
-    c.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).click().await.expect("click");
-}
-
 /// The rows of `table#rows` as the browser shows them (cells' text).
-async fn shown_rows(c: &Client) -> Vec<Vec<String>> {
+async fn shown_rows(b: &mut Browser) -> Vec<Vec<String>> {
     let mut out = Vec::new();
-    for tr in c.find_all(Locator::Css("table#rows tbody tr")).await.expect("rows") {
+    for tr in b.find_all("table#rows tbody tr").await {
         let mut row = Vec::new();
-        for td in tr.find_all(Locator::Css("td")).await.expect("cells") {
-            row.push(td.text().await.expect("cell"));
+        for td in b.find_all_in(Some(&tr), "td").await {
+            row.push(b.text_of(&td).await);
         }
         out.push(row);
     }
@@ -385,54 +325,45 @@ async fn shown_rows(c: &Client) -> Vec<Vec<String>> {
 }
 
 /// Waits for a navigation (a form's POST and its redirect) to land on `path`.
-async fn wait_for(c: &Client, path: &str) {
+async fn wait_for(b: &mut Browser, path: &str) {
     for _ in 0..100 {
-        if path_of(c).await == path {
+        if b.path().await == path {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("the browser is at {} (wanted {path}): {}", path_of(c).await, text(c, "main").await);
-}
-
-async fn path_of(c: &Client) -> String {
-    let u = c.current_url().await.expect("url");
-    match u.query() {
-        Some(q) => format!("{}?{q}", u.path()),
-        None => u.path().to_string(),
-    }
+    panic!("the browser is at {} (wanted {path}): {}", b.path().await, b.text("main").await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_a_browser_list_board_filter_export_add_field_save_act_plan_confirm() {
     let _alone = crate::common::exclusive().await;
     let w = start(false).await;
-    let b = browser().await;
-    let c = &b.client;
+    let mut b = Browser::start().await;
+    let b = &mut b;
     let e = &w.engine;
 
     // List.
-    c.goto(&format!("{}/?token={TOKEN}", w.base)).await.expect("open");
-    assert_eq!(path_of(c).await, "/", "the token is dropped from the address");
+    b.goto(&format!("{}/?token={TOKEN}", w.base)).await;
+    assert_eq!(b.path().await, "/", "the token is dropped from the address");
     let expected = strings(e, "select count(*) from boards.users_without_mfa").await[0][0].clone();
-    assert_eq!(text(c, "tr[data-board=users_without_mfa] td.rows").await, expected);
+    assert_eq!(b.text("tr[data-board=users_without_mfa] td.rows").await, expected);
 
     // Board: the first page in the board's own order, keyed by email.
-    click(c, "tr[data-board=users_without_mfa] td.title a").await;
-    assert_eq!(path_of(c).await, "/boards/users_without_mfa");
-    assert_eq!(text(c, "#row-count").await, format!("{expected} rows"));
+    b.click("tr[data-board=users_without_mfa] td.title a").await;
+    wait_for(b, "/boards/users_without_mfa").await;
+    assert_eq!(b.text("#row-count").await, format!("{expected} rows"));
     let want =
         strings(e, "select email, displayname, department, cast(created as varchar) from boards.users_without_mfa")
             .await;
-    let got = shown_rows(c).await;
+    let got = shown_rows(b).await;
     assert_eq!(got.len(), want.len().min(100));
     for (g, w) in got.iter().zip(&want) {
         assert_eq!(g[0..3], w[0..3]);
     }
-    let first_key =
-        c.find(Locator::Css("table#rows tbody tr")).await.expect("row").attr("data-key").await.expect("key");
-    assert_eq!(first_key.as_deref(), Some(want[0][0].as_str()));
-    assert!(text(c, "#freshness").await.starts_with("data as of "));
+    let first = b.find("table#rows tbody tr").await;
+    assert_eq!(b.attribute(&first, "data-key").await.as_deref(), Some(want[0][0].as_str()));
+    assert!(b.text("#freshness").await.starts_with("data as of "));
 
     // Filter by a facet: the count and rows are the department's.
     let department = strings(
@@ -442,76 +373,69 @@ async fn in_a_browser_list_board_filter_export_add_field_save_act_plan_confirm()
     .await[0][0]
         .clone();
     let link = format!(".facet[data-column=department] a[href$='f.department={}']", department.replace(' ', "+"));
-    click(c, &link).await;
+    b.click(&link).await;
+    wait_for(b, &format!("/boards/users_without_mfa?f.department={}", department.replace(' ', "+"))).await;
     let n =
         strings(e, &format!("select count(*) from boards.users_without_mfa where department = '{department}'")).await;
-    assert_eq!(text(c, "#row-count").await, format!("{} rows", n[0][0]));
-    assert!(shown_rows(c).await.iter().all(|r| r[2] == department));
+    assert_eq!(b.text("#row-count").await, format!("{} rows", n[0][0]));
+    assert!(shown_rows(b).await.iter().all(|r| r[2] == department));
 
     // Export under the same filter: every row, as JSON objects.
-    let json_href = c.find(Locator::Css("a#export-json")).await.expect("export").attr("href").await.expect("href");
+    let export = b.find("a#export-json").await;
+    let json_href = b.attribute(&export, "href").await;
     assert!(json_href.as_deref().is_some_and(|h| h.contains("f.department=")), "{json_href:?}");
-    click(c, "a#export-json").await;
-    let body = text(c, "body").await;
+    b.click("a#export-json").await;
+    let body = b.text("body").await;
     let exported: Vec<serde_json::Value> = serde_json::from_str(&body).expect("json array");
     assert_eq!(exported.len().to_string(), n[0][0]);
     assert!(exported.iter().all(|o| o["department"] == department.as_str()));
-    c.back().await.expect("back");
+    b.back().await;
 
     // Add field: hr's employee_id joins on email; shown as a column with hr's values.
-    c.goto(&format!("{}/boards/users_without_mfa", w.base)).await.expect("board");
-    let offered = text(c, "#add-field").await;
+    b.goto(&format!("{}/boards/users_without_mfa", w.base)).await;
+    let offered = b.text("#add-field").await;
     assert!(offered.contains("hr.employee_id") && offered.contains("hr.full_name"), "{offered}");
-    click(c, "a.add-field[data-field='hr.employee_id']").await;
-    let headers: Vec<String> = {
-        let mut h = Vec::new();
-        for th in c.find_all(Locator::Css("table#rows thead th")).await.expect("th") {
-            h.push(th.text().await.expect("text"));
-        }
-        h
-    };
+    b.click("a.add-field[data-field='hr.employee_id']").await;
+    wait_for(b, "/boards/users_without_mfa?add=hr.employee_id").await;
+    let mut headers = Vec::new();
+    for th in b.find_all("table#rows thead th").await {
+        headers.push(b.text_of(&th).await);
+    }
     assert_eq!(headers[..5], ["email", "displayname", "department", "created", "employee_id"]);
     let joined = strings(
         e,
         "select b.email, h.employee_id from boards.users_without_mfa b left join hr h on lower(h.email) = lower(b.email)",
     )
     .await;
-    for row in shown_rows(c).await.iter().take(20) {
+    for row in shown_rows(b).await.iter().take(20) {
         let hr = joined.iter().find(|j| j[0] == row[0]).expect("row");
         assert_eq!(row[4], hr[1], "{row:?}");
     }
 
     // Save: a new board file; the original untouched.
     let original = std::fs::read(w.dir.path().join("boards/users_without_mfa.sql")).expect("original");
-    c.find(Locator::Css("#save-board input[name=name]"))
-        .await
-        .expect("name")
-        .send_keys("without_mfa_with_ids")
-        .await
-        .expect("type");
-    click(c, "#save-board button#save").await;
-    wait_for(c, "/boards/without_mfa_with_ids").await;
-    assert!(text(c, "#freshness").await.starts_with("data as of "), "it reads the same tables");
-    assert_eq!(text(c, "#row-count").await, format!("{expected} rows"));
+    b.type_into("#save-board input[name=name]", "without_mfa_with_ids").await;
+    b.click("#save-board button#save").await;
+    wait_for(b, "/boards/without_mfa_with_ids").await;
+    assert!(b.text("#freshness").await.starts_with("data as of "), "it reads the same tables");
+    assert_eq!(b.text("#row-count").await, format!("{expected} rows"));
     assert_eq!(std::fs::read(w.dir.path().join("boards/users_without_mfa.sql")).expect("original"), original);
     let saved = std::fs::read_to_string(w.dir.path().join("boards/without_mfa_with_ids.sql")).expect("saved");
     assert!(saved.starts_with("-- title: Active users without MFA with employee_id\n-- key: email\n"), "{saved}");
     assert_eq!(strings(e, "select count(employee_id) > 0 from boards.without_mfa_with_ids").await, [["true"]]);
 
     // Act on a row: the user is pre-filled; plan; nothing is written until confirm.
-    c.goto(&format!("{}/boards/users_in_no_group", w.base)).await.expect("board");
-    let user = c.find(Locator::Css("table#rows tbody tr")).await.expect("row").attr("data-key").await.expect("key");
-    let user = user.expect("data-key");
-    click(c, "table#rows tbody tr a.row-action").await;
-    click(c, "a[data-action=add_user_to_group]").await;
-    let prefilled =
-        c.find(Locator::Css("#action-form input[name=user]")).await.expect("user").prop("value").await.expect("v");
-    assert_eq!(prefilled.as_deref(), Some(user.as_str()));
+    b.goto(&format!("{}/boards/users_in_no_group", w.base)).await;
+    let row = b.find("table#rows tbody tr").await;
+    let user = b.attribute(&row, "data-key").await.expect("data-key");
+    b.click("table#rows tbody tr a.row-action").await;
+    b.click("a[data-action=add_user_to_group]").await;
+    let input = b.find("#action-form input[name=user]").await;
+    assert_eq!(b.property(&input, "value").await.as_deref(), Some(user.as_str()));
     let group = strings(e, "select name from jumpcloud.user_groups order by name limit 1").await[0][0].clone();
-    c.find(Locator::Css("#action-form input[name=group]")).await.expect("group").send_keys(&group).await.expect("type");
-    click(c, "button#plan").await;
-    c.wait().for_element(Locator::Css("#plan li.call")).await.expect("the plan");
-    let call = text(c, "#plan li.call").await;
+    b.type_into("#action-form input[name=group]", &group).await;
+    b.click("button#plan").await;
+    let call = b.text("#plan li.call").await;
     let user_id = strings(e, &format!("select id from jumpcloud.users where email = '{user}'")).await[0][0].clone();
     let group_id =
         strings(e, &format!("select id from jumpcloud.user_groups where name = '{group}'")).await[0][0].clone();
@@ -519,29 +443,26 @@ async fn in_a_browser_list_board_filter_export_add_field_save_act_plan_confirm()
     assert_eq!(w.writes(), Vec::<String>::new(), "no write before confirm");
 
     // Confirm: exactly one write, the result shown, and the board patched.
-    click(c, "button#confirm").await;
-    c.wait().for_element(Locator::Css("table#results")).await.expect("the results");
-    assert_eq!(text(c, "table#results td.status").await, "added");
+    b.click("button#confirm").await;
+    assert_eq!(b.text("table#results td.status").await, "added");
     assert_eq!(w.writes(), [format!("POST /api/v2/usergroups/{group_id}/members")]);
     // Reloading the result page (GET) applies nothing again.
-    c.refresh().await.expect("reload");
+    b.refresh().await;
+    assert_eq!(b.text("table#results td.status").await, "added");
     assert_eq!(w.writes().len(), 1);
-    click(c, "a#back").await;
-    wait_for(c, "/boards/users_in_no_group").await;
-    let keys: Vec<Option<String>> = {
-        let mut k = Vec::new();
-        for tr in c.find_all(Locator::Css("table#rows tbody tr")).await.expect("rows") {
-            k.push(tr.attr("data-key").await.expect("key"));
-        }
-        k
-    };
-    assert!(!keys.contains(&Some(user.clone())), "the patched cache no longer lists {user}");
+    b.click("a#back").await;
+    wait_for(b, "/boards/users_in_no_group").await;
+    let mut keys = Vec::new();
+    for tr in b.find_all("table#rows tbody tr").await {
+        keys.push(b.attribute(&tr, "data-key").await);
+    }
+    assert!(!keys.is_empty() && !keys.contains(&Some(user.clone())), "the patched cache no longer lists {user}");
 
     // The board page as the README shows it.
-    c.goto(&format!("{}/boards/users_without_mfa?add=hr.employee_id", w.base)).await.expect("board");
-    let png = c.screenshot().await.expect("screenshot");
+    b.goto(&format!("{}/boards/users_without_mfa?add=hr.employee_id", w.base)).await;
+    let png = b.screenshot().await;
+    assert!(png.starts_with(b"\x89PNG"), "a PNG");
     std::fs::write(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("web-board.png"), png).expect("png");
-    b.client.clone().close().await.expect("close");
 }
 
 /// Sends one HTTP request over TLS with `openssl s_client` and gives the response's head.
