@@ -96,7 +96,9 @@ async fn a_parent_filter_fetches_only_that_parent() {
 async fn a_sync_keeps_exactly_max_in_flight_requests_at_the_server() {
     let _alone = crate::common::exclusive().await;
     let mut cfg = jcsql::jumpcloud::simulator::SimulatorConfig::new(400, 5);
-    cfg.latency = std::time::Duration::from_millis(10);
+    // Latency well above a debug build's work per page, so a busy machine (the suite runs its
+    // tests at once on 2 cores) does not empty the pipeline.
+    cfg.latency = std::time::Duration::from_millis(40);
     let t = start_with(cfg, |c| c.max_in_flight = 4).await;
     t.sim.clear_requests();
     let started = std::time::Instant::now();
