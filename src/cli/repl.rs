@@ -516,9 +516,7 @@ impl<'a> Repl<'a> {
                     (None, _) => Err("no query to save yet: run one first, then `.save NAME`".to_string()),
                     (_, None) => Err("no boards folder is set".to_string()),
                     (Some(sql), Some(dir)) => {
-                        super::workspace::save_board(self.engine, &dir, board, sql, title.as_deref())
-                            .await
-                            .map_err(|e| e.to_string())
+                        self.engine.save_board(&dir, board, sql, title.as_deref()).await.map_err(|e| e.to_string())
                     }
                 };
                 let path = result?;

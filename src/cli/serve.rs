@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use crate::Engine;
 use crate::error::JcsqlError;
-use crate::serve::{DEFAULT_PORT, PASSWORD_FILE, ServeOptions, Server, TlsFiles, generate_password};
+use crate::listen::random_token;
+use crate::serve::{DEFAULT_PORT, PASSWORD_FILE, ServeOptions, Server, TlsFiles};
 
 use super::config::Home;
 use super::{EXIT_OK, GlobalArgs};
@@ -52,7 +53,7 @@ fn password(args: &ServeArgs, home: &Home) -> Result<(String, String), JcsqlErro
     {
         return Ok((password.to_string(), format!("in {}", path.display())));
     }
-    let password = generate_password();
+    let password = random_token();
     save_private(&path, &password)?;
     Ok((password, format!("generated and saved in {} (mode 0600)", path.display())))
 }

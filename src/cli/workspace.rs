@@ -161,7 +161,7 @@ pub async fn board_command(engine: &Engine, cmd: BoardCommand, g: &GlobalArgs) -
                     s
                 }
             };
-            let path = save_board(engine, &dir, &name, &sql, title.as_deref()).await?;
+            let path = engine.save_board(&dir, &name, &sql, title.as_deref()).await?;
             eprintln!("saved board {name} in {}", path.display());
         }
         BoardCommand::Delete { name } => {
@@ -172,17 +172,6 @@ pub async fn board_command(engine: &Engine, cmd: BoardCommand, g: &GlobalArgs) -
         }
     }
     Ok(EXIT_OK)
-}
-
-/// Checks the query as a board (one read-only query, no action), then saves and reloads.
-pub async fn save_board(
-    engine: &Engine,
-    dir: &Path,
-    name: &str,
-    sql: &str,
-    title: Option<&str>,
-) -> Result<std::path::PathBuf, JcsqlError> {
-    engine.save_board(dir, name, sql, title).await
 }
 
 /// `jcsql connect files NAME PATH`: registers the export now (so errors show at once) and

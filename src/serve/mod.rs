@@ -45,7 +45,7 @@ use tokio::net::TcpListener;
 use crate::engine::Engine;
 use crate::error::{JcsqlError, Result};
 pub use crate::listen::TlsFiles;
-use crate::listen::{random_bytes, random_token, require_tls_off_loopback, tls_acceptor};
+use crate::listen::{random_bytes, require_tls_off_loopback, tls_acceptor};
 
 /// The one user name clients log in with.
 pub const USER: &str = "jcsql";
@@ -252,11 +252,6 @@ impl AuthSource for ScramPassword {
         }
         Ok(Password::new(Some(self.salt.clone()), self.salted.clone()))
     }
-}
-
-/// A fresh password: 24 characters from an alphabet that needs no quoting in a URL or shell.
-pub fn generate_password() -> String {
-    random_token()
 }
 
 /// One connection's handlers: the SCRAM exchange holds per-connection state, the rest is shared.

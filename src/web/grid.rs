@@ -194,13 +194,8 @@ fn sortable(t: &DataType) -> bool {
 }
 
 impl Rows {
-    /// A board's rows, with the fields `add` names joined on (`joinable` says how).
-    pub async fn board(
-        engine: &Engine,
-        board: &Board,
-        add: &[String],
-        joinable: &[JoinableField],
-    ) -> Result<Rows, String> {
+    /// A board's rows, with `fields` joined on.
+    pub async fn board(engine: &Engine, board: &Board, fields: &[&JoinableField]) -> Result<Rows, String> {
         let ctx = engine.context().clone();
         let sql = format!("select * from {}.{}", crate::boards::SCHEMA, quoted(&board.name));
         let mut frame = ctx.sql(&sql).await.map_err(|e| failed(engine, &e))?;
@@ -221,17 +216,14 @@ impl Rows {
         let schema = Arc::new(frame.schema().as_arrow().clone());
         let batches = frame.collect().await.map_err(|e| failed(engine, &e))?;
         let mut frame = numbered(&ctx, &schema, batches).map_err(|e| failed(engine, &e))?;
-        for name in add {
-            let field = joinable.iter().find(|j| &j.name == name).ok_or_else(|| {
-                format!("{name} is not a field that joins to this board; Add field lists those that do")
-            })?;
+        for field in fields {
             frame = join_field(&ctx, frame, field).await.map_err(|e| failed(engine, &e))?;
         }
-        if !add.is_empty() {
-            // Joined once here, not again by each of the page's queries.
-            let sorted = frame.sort(vec![ident(ROW).sort(true, false)]).map_err(|e| failed(engine, &e))?;
-            let schema = Arc::new(sorted.schema().as_arrow().clone());
-            let batches = sorted.collect().await.map_err(|e| failed(engine, &e))?;
+        if !fields.is_empty() {
+            // Joined once here, not again by each of the page's queries (which order by the row
+            // number, so the join's order does not matter).
+            let schema = Arc::new(frame.schema().as_arrow().clone());
+            let batches = frame.collect().await.map_err(|e| failed(engine, &e))?;
             frame = held(&ctx, schema, batches).map_err(|e| failed(engine, &e))?;
         }
         Ok(Rows::new(ctx, frame, vec![ident(ROW).sort(true, false)]))

@@ -11,12 +11,14 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 
 use super::grid::{self, Rows, View};
-use super::templates::{self, ActionLink, BoardLine, CallLine, FormInput, GridPage, ResultLine, TableLine};
+use super::templates::{self, ActionLink, BoardLine, FormInput, GridPage, TableLine, with_query};
 use super::{PageError, Posted, Session, Site};
 use crate::Engine;
 use crate::actions::pending::{PlanState, PlannedCall, Refusal};
 use crate::actions::{ACTIONS, ActionDef};
 use crate::boards::Board;
+use crate::cache::CachedTable;
+use crate::connection::Connection;
 
 type PageResult = Result<Response, PageError>;
 
@@ -130,6 +132,44 @@ async fn joinable_for(site: &Site, board: &Board, key: &[String]) -> Vec<grid::J
     found
 }
 
+/// What a board page and Save board both need: the board's columns, its key, and the fields
+/// that join to that key.
+struct BoardFields {
+    columns: Vec<String>,
+    key: Vec<String>,
+    joinable: Vec<grid::JoinableField>,
+}
+
+impl BoardFields {
+    async fn of(site: &Site, board: &Board) -> Result<BoardFields, PageError> {
+        let columns = board_columns(&site.engine, board).await?;
+        let key = crate::watch::key_columns(&board.sql, &columns);
+        let joinable = joinable_for(site, board, &key).await;
+        Ok(BoardFields { columns, key, joinable })
+    }
+
+    /// The fields `add` names, each one Add field offers.
+    fn chosen(&self, add: &[String]) -> Result<Vec<&grid::JoinableField>, PageError> {
+        add.iter()
+            .map(|a| {
+                self.joinable.iter().find(|j| &j.name == a).ok_or_else(|| {
+                    PageError::bad(format!(
+                        "{a} is not a field that joins to this board; Add field lists those that do"
+                    ))
+                })
+            })
+            .collect()
+    }
+}
+
+/// A connection's cached table behind a qualified name (`None` for another tool's export).
+fn connection_table(engine: &Engine, qualified: &str) -> Option<(Arc<Connection>, Arc<CachedTable>)> {
+    let (schema, short) = qualified.split_once('.')?;
+    let (_, conn) = engine.connection_schemas().into_iter().find(|(s, _)| s == schema)?;
+    let table = conn.table(short).ok()?.clone();
+    Some((conn, table))
+}
+
 /// The row's values an action can start from: a user (email first) and a group.
 fn row_prefill(columns: &[String], row: &[Option<String>]) -> Vec<(String, String)> {
     const USER: &[&str] = &["email", "user_email", "primary_email", "username", "user"];
@@ -147,7 +187,18 @@ fn row_prefill(columns: &[String], row: &[Option<String>]) -> Vec<(String, Strin
     out
 }
 
-fn query_of(pairs: &[(String, String)]) -> String {
+/// A query string's pairs, in order (repeated names kept).
+fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+    form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+fn param(pairs: &[(String, String)], name: &str) -> Option<String> {
+    pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+}
+
+pub(super) fn query_of(pairs: &[(String, String)]) -> String {
     let mut s = form_urlencoded::Serializer::new(String::new());
     for (k, v) in pairs {
         s.append_pair(k, v);
@@ -171,7 +222,7 @@ fn action_links(site: &Site, prefill: &[(String, String)]) -> Vec<ActionLink> {
                 disabled: permissions
                     .refusal(a.name)
                     .map(|_| format!("enable it with `jcsql permissions enable {}`", a.name)),
-                href: if q.is_empty() { format!("/actions/{}", a.name) } else { format!("/actions/{}?{q}", a.name) },
+                href: with_query(&format!("/actions/{}", a.name), &q),
             }
         })
         .collect()
@@ -270,11 +321,7 @@ async fn grid_page(
         .iter()
         .map(|r| key_at.iter().map(|&i| r[i].clone().unwrap_or_default()).collect::<Vec<_>>().join("\t"))
         .collect();
-    let from = format!(
-        "{}{}",
-        subject.path,
-        if view.query().is_empty() { String::new() } else { format!("?{}", view.query()) }
-    );
+    let from = with_query(&subject.path, &view.query());
     let row_actions = shown
         .rows
         .iter()
@@ -325,26 +372,16 @@ pub async fn board(
         ));
     }
     let view = View::parse(query.as_deref().unwrap_or(""));
-    let columns = board_columns(engine, &board).await?;
-    let key = crate::watch::key_columns(&board.sql, &columns);
-    let joinable = joinable_for(&site, &board, &key).await;
-    let rows = Rows::board(engine, &board, &view.add, &joinable).await.map_err(|e| {
-        if view.add.iter().any(|a| !joinable.iter().any(|j| &j.name == a)) {
-            PageError::bad(e)
-        } else {
-            PageError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("board {name} failed: {e}"))
-        }
-    })?;
-    let sql = if view.add.is_empty() {
+    let fields = BoardFields::of(&site, &board).await?;
+    let chosen = fields.chosen(&view.add)?;
+    let rows = Rows::board(engine, &board, &chosen)
+        .await
+        .map_err(|e| PageError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("board {name} failed: {e}")))?;
+    let sql = if chosen.is_empty() {
         board.sql.clone()
     } else {
-        let chosen: Vec<&grid::JoinableField> =
-            view.add.iter().filter_map(|a| joinable.iter().find(|j| &j.name == a)).collect();
-        format!(
-            "{}\n\n-- with the added fields:\n{}",
-            board.sql.trim(),
-            grid::board_with_fields(&board, &columns, &chosen)
-        )
+        let with_fields = grid::board_with_fields(&board, &fields.columns, &chosen);
+        format!("{}\n\n-- with the added fields:\n{with_fields}", board.sql.trim())
     };
     let subject = Subject {
         path: format!("/boards/{name}"),
@@ -352,9 +389,9 @@ pub async fn board(
         heading: board.title.clone().unwrap_or_else(|| name.to_string()),
         description: board.description.clone(),
         sql,
-        key,
+        key: fields.key,
         freshness: crate::watch::data_as_of(engine, &board).as_deref().map(age_of),
-        joinable: Some(joinable),
+        joinable: Some(fields.joinable),
         can_save: !site.read_only && engine.boards_dir().is_some(),
     };
     grid_page(&site, &session, rows, subject, &view, ext).await
@@ -377,9 +414,7 @@ pub async fn table(
     if !view.add.is_empty() {
         return Err(PageError::bad("Add field is offered on board pages; save a query as a board first"));
     }
-    let (schema, short) = qualified.split_once('.').unwrap_or(("", qualified.as_str()));
-    let conn = engine.connection_schemas().into_iter().find(|(s, _)| s == schema).map(|(_, c)| c);
-    let cached = conn.as_ref().and_then(|c| c.table(short).ok().cloned());
+    let cached = connection_table(engine, &qualified).map(|(_, t)| t);
     let provider = engine
         .context()
         .table_provider(qualified.as_str())
@@ -410,12 +445,10 @@ pub async fn table(
 
 /// Where to go back to after a POST: this page with the view it showed.
 fn back_to(path: &str, posted: &Posted) -> Redirect {
-    let view = View::parse(posted.get("view").unwrap_or(""));
-    let q = view.query();
-    Redirect::to(&if q.is_empty() { path.to_string() } else { format!("{path}?{q}") })
+    Redirect::to(&with_query(path, &View::parse(posted.get("view").unwrap_or("")).query()))
 }
 
-async fn refresh(site: &Site, tables: Vec<(Arc<crate::connection::Connection>, String)>) -> Result<(), PageError> {
+async fn refresh(site: &Site, tables: Vec<(Arc<Connection>, String)>) -> Result<(), PageError> {
     let mut failed = Vec::new();
     for (conn, table) in tables {
         for (name, result) in conn.sync(std::slice::from_ref(&table)).await {
@@ -446,11 +479,9 @@ pub async fn refresh_table(State(site): State<Arc<Site>>, Path(name): Path<Strin
     let engine = &site.engine;
     let qualified =
         engine.qualify(&name).await.ok_or_else(|| PageError::not_found(format!("there is no table named {name}")))?;
-    let (schema, short) = qualified.split_once('.').unwrap_or(("", qualified.as_str()));
-    let conn = engine.connection_schemas().into_iter().find(|(s, _)| s == schema).map(|(_, c)| c);
-    let tables = match conn {
-        Some(c) if c.table(short).is_ok() => vec![(c, short.to_string())],
-        _ => {
+    let tables = match connection_table(engine, &qualified) {
+        Some((conn, table)) => vec![(conn, table.def.name.to_string())],
+        None => {
             return Err(PageError::bad(format!(
                 "{qualified} is another tool's export: it is read from its file on each query"
             )));
@@ -485,18 +516,12 @@ pub async fn save_board(State(site): State<Arc<Site>>, Path(name): Path<String>,
             "choose a field with Add field first; the new board is the board with those fields",
         ));
     }
-    let columns = board_columns(engine, &board).await?;
-    let key = crate::watch::key_columns(&board.sql, &columns);
-    let joinable = joinable_for(&site, &board, &key).await;
-    let mut chosen = Vec::new();
-    for a in &add {
-        chosen.push(joinable.iter().find(|j| &j.name == a).ok_or_else(|| {
-            PageError::bad(format!("{a} is not a field that joins to board {name}; Add field lists those that do"))
-        })?);
-    }
+    let fields = BoardFields::of(&site, &board).await?;
+    let chosen = fields.chosen(&add)?;
     let added: Vec<&str> = chosen.iter().map(|j| j.field.as_str()).collect();
     let title = format!("{} with {}", board.title.clone().unwrap_or_else(|| name.clone()), added.join(", "));
-    let sql = format!("-- key: {}\n{}", key.join(", "), grid::board_with_fields(&board, &columns, &chosen));
+    let sql =
+        format!("-- key: {}\n{}", fields.key.join(", "), grid::board_with_fields(&board, &fields.columns, &chosen));
     engine.save_board(&dir, &new_name, &sql, Some(&title)).await.map_err(|e| PageError::bad(e.to_string()))?;
     site.data_changed();
     Ok(Redirect::to(&format!("/boards/{new_name}")).into_response())
@@ -530,8 +555,8 @@ fn local_path(from: Option<&str>) -> String {
 /// `/actions?user=…`: the actions, pre-filled from a row.
 pub async fn actions(State(site): State<Arc<Site>>, RawQuery(query): RawQuery) -> PageResult {
     refuse_read_only(&site)?;
-    let prefill: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+    let prefill: Vec<(String, String)> = query_pairs(query.as_deref())
+        .into_iter()
         .filter(|(k, v)| !v.is_empty() && (k != "from" || !local_path(Some(v)).is_empty()))
         .collect();
     let shown: Vec<(String, String)> = prefill.iter().filter(|(k, _)| k != "from").cloned().collect();
@@ -548,10 +573,8 @@ pub async fn action_form(
 ) -> PageResult {
     refuse_read_only(&site)?;
     let def = find_action(&site, &name)?;
-    let given: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
-    let value = |n: &str| given.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()).unwrap_or_default();
+    let given = query_pairs(query.as_deref());
+    let value = |n: &str| param(&given, n).unwrap_or_default();
     let inputs: Vec<FormInput> = def
         .inputs
         .iter()
@@ -596,23 +619,14 @@ pub async fn plan_action(State(site): State<Arc<Site>>, Path(name): Path<String>
     }
     let id = engine.actions().pending().propose(&posted.session.0, done.planned);
     let from = local_path(posted.get("from"));
-    let target = if from.is_empty() {
-        format!("/plans/{id}")
-    } else {
-        format!("/plans/{id}?{}", query_of(&[("from".into(), from)]))
-    };
+    let back = if from.is_empty() { String::new() } else { query_of(&[("from".into(), from)]) };
+    let target = with_query(&format!("/plans/{id}"), &back);
     Ok(Redirect::to(&target).into_response())
 }
 
-fn call_lines(site: &Site, calls: &[(usize, crate::actions::Call)]) -> Vec<CallLine> {
+fn planned_calls(site: &Site, calls: &[(usize, crate::actions::Call)]) -> Vec<PlannedCall> {
     let permissions = site.engine.actions().permissions();
-    calls
-        .iter()
-        .map(|(n, c)| {
-            let p = PlannedCall::new(*n, c, &permissions);
-            CallLine { number: p.number, action: p.action, inputs: p.inputs, denied: p.denied }
-        })
-        .collect()
+    calls.iter().map(|(n, c)| PlannedCall::new(*n, c, &permissions)).collect()
 }
 
 /// `GET /plans/ID`: the plan waiting for confirmation, or what applying it gave.
@@ -622,12 +636,9 @@ pub async fn plan(
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> PageResult {
-    let from = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-        .find(|(k, _)| k == "from")
-        .map(|(_, v)| local_path(Some(&v)))
-        .unwrap_or_default();
+    let from = local_path(param(&query_pairs(query.as_deref()), "from").as_deref());
     let (calls, state) = site.engine.actions().pending().show(&session.0, &id).map_err(refusal_page)?;
-    let lines = call_lines(&site, &calls);
+    let lines = planned_calls(&site, &calls);
     let csrf = site.csrf_token(&session);
     let markup = match state {
         PlanState::Waiting { expires_in } => {
@@ -636,19 +647,7 @@ pub async fn plan(
             }
             templates::plan_page(&id, &lines, Some((expires_in.as_secs().div_ceil(60), &csrf)), None, &from)
         }
-        PlanState::Applied(results) => {
-            let results: Vec<ResultLine> = results
-                .iter()
-                .map(|r| ResultLine {
-                    number: r.number,
-                    action: r.call.action,
-                    target: r.call.describe(),
-                    status: r.status.clone(),
-                    http_status: r.http_status,
-                })
-                .collect();
-            templates::plan_page(&id, &lines, None, Some(&results), &from)
-        }
+        PlanState::Applied(results) => templates::plan_page(&id, &lines, None, Some(&results), &from),
         PlanState::Expired => return Err(refusal_page(Refusal::Expired)),
     };
     Ok(html(markup))
@@ -679,8 +678,7 @@ pub async fn confirm_plan(
     let results = site.engine.apply(&calls).await;
     pending.record(&id, results);
     site.data_changed();
-    let q = query.unwrap_or_default();
-    Ok(Redirect::to(&if q.is_empty() { format!("/plans/{id}") } else { format!("/plans/{id}?{q}") }).into_response())
+    Ok(Redirect::to(&with_query(&format!("/plans/{id}"), query.as_deref().unwrap_or(""))).into_response())
 }
 
 /// Rows shown at most by the SQL page (the count says how many there were).
@@ -688,10 +686,7 @@ const SQL_ROWS_SHOWN: usize = 1000;
 
 /// `/sql?sql=…`: one read-only query as a table.
 pub async fn sql(State(site): State<Arc<Site>>, RawQuery(query): RawQuery) -> PageResult {
-    let text = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-        .find(|(k, _)| k == "sql")
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default();
+    let text = param(&query_pairs(query.as_deref()), "sql").unwrap_or_default();
     if text.trim().is_empty() {
         return Ok(html(templates::sql_page("", None)));
     }

@@ -5,6 +5,8 @@ use axum::http::StatusCode;
 use maud::{DOCTYPE, Markup, html};
 
 use super::grid::{Facet, JoinableField, View};
+use crate::actions::CallResult;
+use crate::actions::pending::PlannedCall;
 
 pub const STYLESHEET: &str = r#"
 body { font: 14px/1.45 system-ui, sans-serif; margin: 0; color: #1d2330; background: #f6f7f9; }
@@ -172,18 +174,19 @@ pub struct GridPage<'a> {
     pub can_save: bool,
 }
 
+/// `path?query`, or `path` when the query is empty.
+pub fn with_query(path: &str, query: &str) -> String {
+    if query.is_empty() { path.to_string() } else { format!("{path}?{query}") }
+}
+
 fn href(path: &str, view: &View) -> String {
-    let q = view.query();
-    if q.is_empty() { path.to_string() } else { format!("{path}?{q}") }
+    with_query(path, &view.query())
 }
 
 pub fn grid(p: &GridPage) -> Markup {
     let view = p.view;
     let pages = p.total.div_ceil(super::grid::PAGE_ROWS).max(1);
-    let export = |ext: &str| {
-        let q = View { page: 1, ..view.clone() }.query();
-        if q.is_empty() { format!("{}.{ext}", p.path) } else { format!("{}.{ext}?{q}", p.path) }
-    };
+    let export = |ext: &str| href(&format!("{}.{ext}", p.path), &view.on_page(1));
     layout(
         &p.heading,
         html! {
@@ -350,34 +353,15 @@ pub fn action_form(action: &str, does: &str, inputs: &[FormInput], csrf: &str, f
     )
 }
 
-/// One planned call, as the plan lists it.
-pub struct CallLine {
-    pub number: usize,
-    pub action: &'static str,
-    pub inputs: Vec<(&'static str, String, Option<String>)>,
-    pub denied: Option<String>,
-}
-
-pub struct ResultLine {
-    pub number: usize,
-    pub action: &'static str,
-    pub target: String,
-    pub status: String,
-    pub http_status: Option<u16>,
-}
-
 pub fn plan_page(
     id: &str,
-    calls: &[CallLine],
+    calls: &[PlannedCall],
     waiting: Option<(u64, &str)>,
-    results: Option<&[ResultLine]>,
+    results: Option<&[CallResult]>,
     from: &str,
 ) -> Markup {
-    let confirm_action = if from.is_empty() {
-        format!("/plans/{id}")
-    } else {
-        format!("/plans/{id}?{}", form_urlencoded::Serializer::new(String::new()).append_pair("from", from).finish())
-    };
+    let back = if from.is_empty() { String::new() } else { super::pages::query_of(&[("from".into(), from.into())]) };
+    let confirm_action = with_query(&format!("/plans/{id}"), &back);
     layout(
         "Plan",
         html! {
@@ -409,7 +393,7 @@ pub fn plan_page(
                     tbody {
                         @for r in results {
                             tr data-number=(r.number) {
-                                td { (r.number) } td { (r.action) } td { (r.target) }
+                                td { (r.number) } td { (r.call.action) } td { (r.call.describe()) }
                                 td.status { (r.status) }
                                 td { @if let Some(h) = r.http_status { (h) } }
                             }
