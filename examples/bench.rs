@@ -37,6 +37,11 @@ struct Args {
     /// The many-orgs scenario: orgs of `org_users` users each (0 skips it).
     orgs: usize,
     org_users: usize,
+    /// The event log at volume: an org of `event_users` users making `events_per_user_per_day`
+    /// events a day (0 skips it); `--events-only` runs only that scenario.
+    event_users: usize,
+    events_per_user_per_day: usize,
+    events_only: bool,
 }
 
 fn parse_args() -> Args {
@@ -52,6 +57,9 @@ fn parse_args() -> Args {
         save: false,
         orgs: 200,
         org_users: 500,
+        event_users: 5_000,
+        events_per_user_per_day: 21,
+        events_only: false,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -68,8 +76,14 @@ fn parse_args() -> Args {
             "--runs" => a.runs = val(i).unwrap_or(a.runs),
             "--orgs" => a.orgs = val(i).unwrap_or(a.orgs),
             "--org-users" => a.org_users = val(i).unwrap_or(a.org_users),
+            "--event-users" => a.event_users = val(i).unwrap_or(a.event_users),
+            "--events-per-user-per-day" => a.events_per_user_per_day = val(i).unwrap_or(a.events_per_user_per_day),
             "--save" => {
                 a.save = true;
+                i -= 1;
+            }
+            "--events-only" => {
+                a.events_only = true;
                 i -= 1;
             }
             other => {
@@ -219,12 +233,17 @@ fn main() {
 }
 
 async fn bench(a: Args) {
+    if a.events_only {
+        println!("{}", events_bench(&a).await);
+        return;
+    }
     let spec = OrgSpec {
         users: a.users,
         seed: 42,
         groups: Some(a.groups),
         devices: Some(a.devices),
         applications: Some(a.applications),
+        events_per_user_per_day: None,
     };
     eprintln!("generating the org ({} users)…", a.users);
     let org = Org::generate(&spec);
@@ -967,5 +986,178 @@ async fn many_orgs(a: &Args) -> String {
         "| `select count(*) from jumpcloud_all.users` (a process, warm data) | median {} | | |\n",
         ms(union)
     ));
+    out
+}
+
+/// The event log at volume (DESIGN §3a "At real volume"): `jcsql sync directory_events` of a
+/// 30-day window against its bound and memory, a one-day query in a fresh process, and failed
+/// logins by user over the window beside DuckDB on the same Parquet parts.
+async fn events_bench(a: &Args) -> String {
+    let spec =
+        OrgSpec { events_per_user_per_day: Some(a.events_per_user_per_day as f64), ..OrgSpec::new(a.event_users, 42) };
+    eprintln!("generating {} users' events…", a.event_users);
+    let org = Org::generate(&spec);
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let window_from = now_ms - 30 * 86_400_000;
+    let in_window = org.audit.volume.iter().filter(|e| e.at_ms >= window_from && e.at_ms <= now_ms).count()
+        + org.audit.events.iter().filter(|e| e.at_ms >= window_from && e.at_ms <= now_ms).count();
+    let mut cfg = SimulatorConfig::new(a.event_users, 42);
+    cfg.latency = Duration::from_millis(a.latency_ms);
+    cfg.org = spec.clone();
+    let sim = Simulator::start_with_org(cfg, org).await.expect("simulator");
+    let home = tempfile::tempdir().expect("temp dir");
+    let envs = vec![
+        ("JUMPCLOUD_API_URL", sim.base_url()),
+        ("JUMPCLOUD_API_KEY", sim.api_key().to_string()),
+        ("JCSQL_HOME", home.path().display().to_string()),
+    ];
+    let in_flight = a.in_flight.to_string();
+    eprintln!("event log sync ({in_window} events in the window)…");
+    sim.clear_requests();
+    let sync = tokio::task::block_in_place(|| {
+        run_jcsql(&["sync", "directory_events", "--max-in-flight", &in_flight, "--format", "csv"], &envs)
+    });
+    assert!(sync.ok, "events sync failed: {}", sync.output);
+    let requests = sim.request_count();
+    let pages = (in_window as u64).div_ceil(EVENTS_PAGE_SIZE);
+    let bound = Duration::from_secs_f64(pages as f64 / a.in_flight as f64 * a.latency_ms as f64 / 1000.0);
+    let store = home.path().join("cache/jumpcloud/directory_events");
+    let files: Vec<PathBuf> =
+        walk_files(&store).into_iter().filter(|p| p.extension().is_some_and(|x| x == "parquet")).collect();
+    let disk: u64 = files.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
+
+    // The same sync with no latency: what decoding and writing cost on this machine.
+    let floor_home = tempfile::tempdir().expect("temp dir");
+    let mut floor_cfg = SimulatorConfig::new(a.event_users, 42);
+    floor_cfg.org = spec.clone();
+    let floor_sim = Simulator::start_with_org(floor_cfg, sim.org()).await.expect("simulator");
+    let floor_envs = vec![
+        ("JUMPCLOUD_API_URL", floor_sim.base_url()),
+        ("JUMPCLOUD_API_KEY", floor_sim.api_key().to_string()),
+        ("JCSQL_HOME", floor_home.path().display().to_string()),
+    ];
+    eprintln!("the same sync at no latency…");
+    let floor = tokio::task::block_in_place(|| {
+        run_jcsql(&["sync", "directory_events", "--max-in-flight", &in_flight, "--format", "csv"], &floor_envs)
+    });
+    assert!(floor.ok, "events sync failed: {}", floor.output);
+    drop(floor_sim);
+
+    eprintln!("one-day queries in fresh processes…");
+    let one_day = "select count(*) from jumpcloud.directory_events where timestamp >= now() - interval '1 day'";
+    let mut day_runs = Vec::new();
+    for _ in 0..a.runs {
+        let run = tokio::task::block_in_place(|| run_jcsql(&["--offline", "--format", "csv", "-c", one_day], &envs));
+        assert!(run.ok, "one-day query failed: {}", run.output);
+        day_runs.push(run);
+    }
+    let day_wall = median(day_runs.iter().map(|r| r.wall).collect());
+    let day_rss = day_runs.iter().map(|r| r.peak_rss).max().unwrap_or(0);
+
+    eprintln!("failed logins by user, beside DuckDB…");
+    let failed_by_user = "select username, count(*) as failures from jumpcloud.directory_events \
+                          where not success and username is not null \
+                          group by username order by failures desc, username limit 10";
+    let engine = jcsql::Engine::new(jcsql::EngineOptions {
+        cache_dir: Some(home.path().join("cache/jumpcloud")),
+        freshness: jcsql::connection::Freshness { offline: true, ..Default::default() },
+        ..Default::default()
+    })
+    .await
+    .expect("engine");
+    let ours = engine.sql(failed_by_user).await.expect("failed logins by user");
+    let schema = ours.first().map(|b| b.schema()).expect("rows");
+    let ours_rows = jcsql::cli::output::render(jcsql::cli::output::Format::Csv, &schema, &ours).expect("csv");
+    let mut times = Vec::new();
+    for _ in 0..a.runs {
+        let t = Instant::now();
+        let _ = engine.sql(failed_by_user).await;
+        times.push(t.elapsed());
+    }
+    let jcsql_ms = median(times).as_secs_f64() * 1000.0;
+    let glob = format!("{}/*/*.parquet", store.display());
+    let duck_sql = failed_by_user.replace("jumpcloud.directory_events", &format!("read_parquet('{glob}')"));
+    let script = format!(
+        "import duckdb, statistics, time\ncon = duckdb.connect()\ncon.execute('set threads = 2')\n\
+         q = {duck_sql:?}\nrows = con.execute(q).fetchall()\nts = []\nfor _ in range({runs}):\n    \
+         t = time.perf_counter(); con.execute(q).fetchall(); ts.append((time.perf_counter() - t) * 1000)\n\
+         print(statistics.median(ts))\nfor r in rows: print(f'{{r[0]}},{{r[1]}}')\n",
+        runs = a.runs
+    );
+    let duck = tokio::task::block_in_place(|| Command::new("python3").arg("-c").arg(&script).output());
+    let (duck_ms, duck_rows) = match duck {
+        Ok(o) if o.status.success() => {
+            let text = String::from_utf8_lossy(&o.stdout).into_owned();
+            let mut lines = text.lines();
+            let ms: f64 = lines.next().and_then(|l| l.parse().ok()).unwrap_or(f64::NAN);
+            (ms, lines.map(|l| format!("{l}\n")).collect::<String>())
+        }
+        Ok(o) => {
+            eprintln!("DuckDB side failed (pip install duckdb): {}", String::from_utf8_lossy(&o.stderr));
+            (f64::NAN, String::new())
+        }
+        Err(e) => {
+            eprintln!("python3 is missing: {e}");
+            (f64::NAN, String::new())
+        }
+    };
+    let same = ours_rows.lines().skip(1).map(|l| format!("{l}\n")).collect::<String>() == duck_rows;
+    let check = |ok: bool| if ok { "met" } else { "MISSED" };
+    let mut out = String::new();
+    out.push_str(&format!(
+        "Event log: {} users, {in_window} events in the 30-day window, simulator at {} ms a request, {} in flight\n\n",
+        a.event_users, a.latency_ms, a.in_flight
+    ));
+    out.push_str("| what | measured | target | |\n|---|---|---|---|\n");
+    out.push_str(&format!("| sync of the window: requests | {requests} ({pages} pages of 10,000 at least) | | |\n"));
+    out.push_str(&format!(
+        "| sync of the window: wall | {:.2} s (bound {:.2} s; CPU {:.2} s) | ≤ 1.25 × bound = {:.2} s | {} |\n",
+        sync.wall.as_secs_f64(),
+        bound.as_secs_f64(),
+        sync.cpu.as_secs_f64(),
+        bound.as_secs_f64() * 1.25,
+        check(sync.wall.as_secs_f64() <= bound.as_secs_f64() * 1.25)
+    ));
+    out.push_str(&format!(
+        "| the same sync at 0 ms latency (decode + write floor) | {:.2} s wall, {:.2} s CPU | | |\n",
+        floor.wall.as_secs_f64(),
+        floor.cpu.as_secs_f64()
+    ));
+    out.push_str(&format!(
+        "| sync of the window: peak resident memory | {:.0} MiB | < 1 GiB | {} |\n",
+        sync.peak_rss as f64 / 1048576.0,
+        check(sync.peak_rss < 1 << 30)
+    ));
+    out.push_str(&format!(
+        "| held on disk | {:.0} MiB in {} Parquet parts | | |\n",
+        disk as f64 / 1048576.0,
+        files.len()
+    ));
+    out.push_str(&format!(
+        "| one-day count in a fresh process | {} (median of {}), peak {:.0} MiB | < 200 ms, < 200 MiB | {} |\n",
+        ms(day_wall),
+        a.runs,
+        day_rss as f64 / 1048576.0,
+        check(day_wall < Duration::from_millis(200) && day_rss < 200 << 20)
+    ));
+    out.push_str(&format!(
+        "| failed logins by user, 30 days | jcsql {jcsql_ms:.1} ms, DuckDB {duck_ms:.1} ms (×{:.2}){} | ≤ 1.0× | {} |\n",
+        jcsql_ms / duck_ms,
+        if same { ", same rows" } else { ", ROWS DIFFER" },
+        check(jcsql_ms <= duck_ms && same)
+    ));
+    out
+}
+
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            out.extend(walk_files(&p));
+        } else {
+            out.push(p);
+        }
+    }
     out
 }

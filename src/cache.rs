@@ -84,6 +84,8 @@ pub struct CachedTable {
     changes: std::sync::Mutex<Option<Vec<RecordBatch>>>,
     changes_file: Option<PathBuf>,
     pub retention: Retention,
+    /// An event log's entries, held on disk in parts rather than as one snapshot.
+    pub log: Option<crate::log_store::LogStore>,
 }
 
 impl std::fmt::Debug for CachedTable {
@@ -105,16 +107,27 @@ pub fn schema_fingerprint(schema: &Schema) -> String {
 
 impl CachedTable {
     pub fn new(def: &'static TableDef, dir: Option<&Path>) -> Self {
+        let log = match &def.source {
+            Source::Log { time_column, .. } => {
+                // Before parts, a log was one snapshot file: what it held is fetched again.
+                if let Some(d) = dir {
+                    let _ = std::fs::remove_file(d.join(format!("{}.arrow", def.name)));
+                }
+                Some(crate::log_store::LogStore::new(def, time_column, dir))
+            }
+            _ => None,
+        };
         CachedTable {
             def,
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
             refresh_lock: tokio::sync::Mutex::new(()),
             status: std::sync::Mutex::new(TableStatus::default()),
-            file: dir.map(|d| d.join(format!("{}.arrow", def.name))),
+            file: dir.filter(|_| log.is_none()).map(|d| d.join(format!("{}.arrow", def.name))),
             disk_checked: AtomicBool::new(false),
             changes: std::sync::Mutex::new(None),
             changes_file: dir.map(|d| d.join("changes").join(format!("{}.arrow", def.name))),
             retention: Retention::default(),
+            log,
         }
     }
 
@@ -125,6 +138,11 @@ impl CachedTable {
     /// The current snapshot, loading it from disk the first time (a warning comes back when
     /// a file exists but cannot be used).
     pub fn current(&self) -> (Arc<Snapshot>, Option<String>) {
+        if let Some(log) = &self.log {
+            // A log's facts come from its store's manifest; its rows stay on disk.
+            let (meta, warning) = log.meta();
+            return (Arc::new(Snapshot { meta, ..Default::default() }), warning);
+        }
         let mut warning = None;
         if !self.disk_checked.swap(true, Ordering::AcqRel)
             && let Some(path) = &self.file

@@ -198,7 +198,8 @@ impl TableProvider for ConnectionTable {
                 for f in filters {
                     add_log_filter(&mut filter, f, time_column);
                 }
-                self.conn.rows_for_log(&self.table, &filter).await?
+                let rows = self.conn.log_rows(&self.table, &filter).await?;
+                return log_exec(state, rows, self.schema(), projection, filters, limit).await;
             }
             (_, None) => {
                 let snapshot = self.conn.snapshot_for_query(&self.table).await?;
@@ -214,6 +215,37 @@ impl TableProvider for ConnectionTable {
         };
         spread_exec(state, &batches, self.schema(), projection, limit, None)
     }
+}
+
+/// The scan of an event log: its held parts as a Parquet listing (pruned by their row groups'
+/// statistics), beside the entries fetched for this query.
+async fn log_exec(
+    state: &dyn Session,
+    rows: crate::connection::LogRows,
+    schema: SchemaRef,
+    projection: Option<&Vec<usize>>,
+    filters: &[Expr],
+    limit: Option<usize>,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    use datafusion::datasource::file_format::parquet::ParquetFormat;
+    use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+    let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
+    if !rows.files.is_empty() {
+        let urls =
+            rows.files.iter().map(|f| ListingTableUrl::parse(f.to_string_lossy())).collect::<Result<Vec<_>>>()?;
+        let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+        let config =
+            ListingTableConfig::new_with_multi_paths(urls).with_listing_options(options).with_schema(schema.clone());
+        let parts = ListingTable::try_new(config)?;
+        inputs.push(parts.scan(state, projection, filters, limit).await?);
+    }
+    if !rows.fetched.is_empty() || inputs.is_empty() {
+        inputs.push(spread_exec(state, &rows.fetched, schema, projection, limit, None)?);
+    }
+    if inputs.len() == 1 {
+        return Ok(inputs.remove(0));
+    }
+    datafusion::physical_plan::union::UnionExec::try_new(inputs)
 }
 
 /// Rows per slice a scan hands out.
@@ -893,11 +925,21 @@ impl TableProvider for OrgUnionTable {
         let wanted = Self::wanted_orgs(filters);
         let members: Vec<(String, Arc<Connection>, Arc<CachedTable>)> =
             self.members.iter().filter(|(org, ..)| wanted.as_ref().is_none_or(|w| w.contains(org))).cloned().collect();
-        let fetched: Vec<(String, std::result::Result<Arc<crate::cache::Snapshot>, crate::error::JcsqlError>)> =
+        let fetched: Vec<(String, std::result::Result<Vec<RecordBatch>, crate::error::JcsqlError>)> =
             futures::stream::iter(members)
                 .map(|(org, conn, table)| async move {
-                    let snapshot = conn.snapshot_for_query(&table).await;
-                    (org, snapshot)
+                    let rows = match &table.log {
+                        // Every org's log read into memory: a many-org question about events is rare.
+                        Some(store) => match conn.log_rows(&table, &LogFilter::default()).await {
+                            Ok(rows) => store.read_between(i64::MIN, i64::MAX).map(|mut held| {
+                                held.extend(rows.fetched);
+                                held
+                            }),
+                            Err(e) => Err(e),
+                        },
+                        None => conn.snapshot_for_query(&table).await.map(|s| s.batches.clone()),
+                    };
+                    (org, rows)
                 })
                 .buffer_unordered(ORGS_AT_ONCE)
                 .collect()
@@ -913,7 +955,7 @@ impl TableProvider for OrgUnionTable {
                     continue;
                 }
             };
-            for b in &snapshot.batches {
+            for b in &snapshot {
                 let mut cols: Vec<ArrayRef> = vec![Arc::new(StringArray::from(vec![org.as_str(); b.num_rows()]))];
                 cols.extend(b.columns().iter().cloned());
                 batches.push(RecordBatch::try_new(self.schema.clone(), cols)?);

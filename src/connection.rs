@@ -18,6 +18,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 
 use crate::cache::{CachedTable, Snapshot, SnapshotMeta, schema_fingerprint};
 use crate::error::{JcsqlError, Result};
+use crate::log_store::{FillFacts, LogStore, Span, Written, add_span, gaps};
 use crate::table::decode::PageRows;
 use crate::table::{TableDef, ViewDef};
 
@@ -75,20 +76,33 @@ pub trait Connector: Send + Sync {
         only_parents: Option<&[String]>,
     ) -> Result<(Snapshot, RefreshSummary)>;
 
-    /// Entries of an event log (`Source::Log`) matching `filter`, fetched for one query and not
-    /// cached: the filter goes into the request.
+    /// Entries of an event log (`Source::Log`) in the spans of `ask`, with its services and
+    /// types in the requests; each page reaches `sink` as it lands, and each slice of time is
+    /// reported done once every entry of it has come.
     async fn fetch_log(
         &self,
         _conn: &Connection,
         table: &CachedTable,
-        _filter: &LogFilter,
-    ) -> Result<Vec<RecordBatch>> {
+        _ask: &LogAsk,
+        _sink: &dyn LogSink,
+    ) -> Result<LogFetched> {
         Err(JcsqlError::Config(format!("{} is not an event log", table.def.name)))
     }
 
-    /// The start of the time window an event log's snapshot covers (now minus the window).
+    /// The start of the time window an event log's store covers (now minus the window).
     fn log_window_start_us(&self) -> Option<i64> {
         None
+    }
+
+    /// The services an event log's store holds (`None`: all); the others are fetched when a
+    /// query asks for them.
+    fn log_held_services(&self) -> Option<Vec<String>> {
+        None
+    }
+
+    /// Every service the log knows, for asking for those not held.
+    fn log_services(&self) -> Vec<String> {
+        Vec::new()
     }
 
     /// The secret the connector holds (an API key), so front ends can keep it out of history.
@@ -109,6 +123,96 @@ pub struct LogFilter {
 impl LogFilter {
     pub fn values(&self, column: &str) -> Option<&[String]> {
         self.equals.iter().find(|(c, _)| c == column).map(|(_, v)| v.as_slice())
+    }
+}
+
+/// What to fetch of an event log: spans of time (each `[from, to)`), and the services and
+/// event types to ask for (`None`: all).
+#[derive(Debug, Clone, Default)]
+pub struct LogAsk {
+    pub spans: Vec<Span>,
+    pub services: Option<Vec<String>>,
+    pub event_types: Option<Vec<String>>,
+}
+
+/// Where fetched log entries go: the store, or one query's answer.
+pub trait LogSink: Send + Sync {
+    /// Entries of `slice` (only ones inside it), a page at a time.
+    fn page(&self, slice: Span, batch: RecordBatch) -> Result<()>;
+    /// Every entry of `slice` has come.
+    fn done(&self, slice: Span) -> Result<()>;
+}
+
+/// What fetching log entries cost.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogFetched {
+    pub rows: u64,
+    pub requests: u64,
+    pub bytes: u64,
+}
+
+/// What a query reads of an event log: held parts on disk and entries fetched for it alone.
+#[derive(Debug, Default)]
+pub struct LogRows {
+    pub files: Vec<PathBuf>,
+    pub fetched: Vec<RecordBatch>,
+}
+
+/// A refresh asks again for the last minute it holds (late arrivals), keeping new ids only.
+pub const LOG_OVERLAP_US: i64 = 60_000_000;
+
+/// Fetched entries written into the store: a part per page, named by the manifest (with the
+/// slice marked held) once the slice is whole.
+struct StoreSink<'a> {
+    store: &'a LogStore,
+    /// Ids already held in the re-asked minute.
+    skip: HashSet<String>,
+    written: std::sync::Mutex<Vec<(Span, Written)>>,
+    facts: FillFacts,
+    rows: AtomicU64,
+}
+
+impl LogSink for StoreSink<'_> {
+    fn page(&self, slice: Span, batch: RecordBatch) -> Result<()> {
+        let batch = crate::log_store::rows_within(&batch, self.store.time_column(), slice, &self.skip)?;
+        if let Some(part) = self.store.write_part(&batch)? {
+            self.rows.fetch_add(part.rows(), Ordering::Relaxed);
+            if let Ok(mut w) = self.written.lock() {
+                w.push((slice, part));
+            }
+        }
+        Ok(())
+    }
+
+    fn done(&self, slice: Span) -> Result<()> {
+        let parts: Vec<Written> = match self.written.lock() {
+            Ok(mut w) => {
+                let (mine, rest): (Vec<_>, Vec<_>) = w.drain(..).partition(|(s, _)| *s == slice);
+                *w = rest;
+                mine.into_iter().map(|(_, p)| p).collect()
+            }
+            Err(_) => return Err(JcsqlError::Cache("store lock".into())),
+        };
+        self.store.commit(parts, slice, self.facts)
+    }
+}
+
+/// Fetched entries kept for one query's answer.
+#[derive(Default)]
+struct CollectSink {
+    batches: std::sync::Mutex<Vec<RecordBatch>>,
+}
+
+impl LogSink for CollectSink {
+    fn page(&self, _slice: Span, batch: RecordBatch) -> Result<()> {
+        if let Ok(mut b) = self.batches.lock() {
+            b.push(batch);
+        }
+        Ok(())
+    }
+
+    fn done(&self, _slice: Span) -> Result<()> {
+        Ok(())
     }
 }
 
@@ -397,6 +501,9 @@ impl Connection {
     }
 
     async fn fetch_and_store(&self, table: &CachedTable) -> Result<RefreshSummary> {
+        if table.log.is_some() {
+            return self.fill_window(table).await;
+        }
         let connector = self.connector.as_ref().ok_or(JcsqlError::NotConnected)?;
         let observer = self.observer();
         let result = match connector.fetch(self, table, None).await {
@@ -428,27 +535,204 @@ impl Connection {
         Ok(snapshot.batches)
     }
 
-    /// Entries of an event log for a query. The snapshot answers when it covers the asked time
-    /// range (refreshed first when stale); a range older than the snapshot's window is fetched
-    /// for this query alone, with the filter in the request.
-    pub async fn rows_for_log(&self, table: &CachedTable, filter: &LogFilter) -> Result<Vec<RecordBatch>> {
-        let snap = self.current(table);
-        let covers = snap
-            .meta
-            .as_ref()
-            .and_then(|m| m.covers_from_us)
-            .or_else(|| self.connector.as_ref().and_then(|c| c.log_window_start_us()));
-        let older_than_held = matches!((filter.from_us, covers), (Some(from), Some(covers)) if from < covers);
-        let cannot_fetch = self.freshness().offline || self.connector.is_none();
-        match &self.connector {
-            Some(connector) if older_than_held && !cannot_fetch => {
-                let before = std::time::Instant::now();
-                let batches = connector.fetch_log(self, table, filter).await?;
-                tracing::debug!("{}.{}: fetched a range in {:?}", self.name, table.def.name, before.elapsed());
-                Ok(batches)
-            }
-            _ => Ok(self.snapshot_for_query(table).await?.batches.clone()),
+    /// What a query reads of an event log. Held spans answer from disk; the tail after the
+    /// newest held span is refreshed into the store once stale; other spans not held are filled
+    /// into the store when the query asks for every entry of them, or fetched for this query
+    /// alone (with its services and types in the request) when it narrows them. Services the
+    /// store does not hold (`events_services`) are always fetched for the query.
+    pub async fn log_rows(&self, table: &CachedTable, filter: &LogFilter) -> Result<LogRows> {
+        let store =
+            table.log.as_ref().ok_or_else(|| JcsqlError::Config(format!("{} is not an event log", table.def.name)))?;
+        let (meta, warning) = store.meta();
+        if let Some(w) = warning {
+            self.observer().warning(&w);
         }
+        let now = now_us();
+        let connector = match &self.connector {
+            Some(c) if !self.freshness().offline => c.clone(),
+            _ if meta.is_some() => {
+                let files = store.files_between(filter.from_us.unwrap_or(i64::MIN), filter.to_us.unwrap_or(i64::MAX));
+                return Ok(LogRows { files, fetched: Vec::new() });
+            }
+            _ if self.freshness().offline => {
+                return Err(JcsqlError::OfflineNoData { table: table.def.name.to_string() });
+            }
+            _ => return Err(JcsqlError::NotConnected),
+        };
+        let window_start = connector.log_window_start_us().unwrap_or(now);
+        let held_services = connector.log_held_services();
+        let asked = filter.values("service").map(<[String]>::to_vec);
+        let types = filter.values("event_type").map(<[String]>::to_vec);
+        let from = filter.from_us.unwrap_or(window_start);
+        let to = filter.to_us.map_or(now, |t| t.saturating_add(1).min(now));
+        let mut rows = LogRows::default();
+        if from >= to {
+            return Ok(rows);
+        }
+        // Older than the window: never held, fetched for this query.
+        let mut live: Vec<Span> = Vec::new();
+        if from < window_start {
+            live.push((from, to.min(window_start)));
+        }
+        let (store_from, store_to) = (from.max(window_start), to);
+        let reads_store = match (&held_services, &asked) {
+            (Some(held), Some(asked)) => asked.iter().any(|s| held.contains(s)),
+            _ => true,
+        };
+        if reads_store && store_from < store_to {
+            let _guard = table.refresh_lock.lock().await;
+            store.hold_services(held_services.as_deref())?;
+            let (m, _) = store.manifest();
+            let tail_from = m.held.last().map(|s| s.1);
+            let age = tail_from.map(|end| (now - end).max(0) as f64 / 1e6);
+            let mut held = m.held.clone();
+            if let Some(end) = tail_from
+                && self.is_young(table, age)
+            {
+                held = add_span(&held, (end, now));
+            }
+            let narrows = asked.is_some() || types.is_some();
+            let (fill, narrow): (Vec<Span>, Vec<Span>) =
+                gaps(&held, store_from, store_to).into_iter().partition(|g| !narrows || Some(g.0) == tail_from);
+            if !fill.is_empty() {
+                let filled = self.fill_log(table, store, fill, window_start, &connector).await;
+                if let Err(e) = filled {
+                    if meta.is_none() {
+                        return Err(e);
+                    }
+                    self.observer().warning(&format!(
+                        "{}.{}: refresh failed ({e}); answering from the events held",
+                        self.name, table.def.name
+                    ));
+                }
+            }
+            live.extend(narrow);
+            rows.files = store.files_between(store_from, store_to);
+        }
+        let narrowed_services = match (&asked, &held_services) {
+            (Some(a), Some(h)) => Some(a.iter().filter(|s| h.contains(s)).cloned().collect()),
+            (a, _) => a.clone(),
+        };
+        if !live.is_empty() {
+            let ask = LogAsk { spans: live, services: narrowed_services, event_types: types.clone() };
+            rows.fetched.extend(self.fetch_log_rows(table, &ask, &connector).await?);
+        }
+        // Services the store leaves out, over the whole range asked.
+        if let Some(held) = &held_services {
+            let wanted = asked.clone().unwrap_or_else(|| connector.log_services());
+            let rest: Vec<String> = wanted.into_iter().filter(|s| !held.contains(s) && s != "all").collect();
+            if !rest.is_empty() {
+                let ask = LogAsk { spans: vec![(from, to)], services: Some(rest), event_types: types };
+                rows.fetched.extend(self.fetch_log_rows(table, &ask, &connector).await?);
+            }
+        }
+        Ok(rows)
+    }
+
+    /// Entries fetched for one query, not held.
+    async fn fetch_log_rows(
+        &self,
+        table: &CachedTable,
+        ask: &LogAsk,
+        connector: &Arc<dyn Connector>,
+    ) -> Result<Vec<RecordBatch>> {
+        let sink = CollectSink::default();
+        let fetched = connector.fetch_log(self, table, ask, &sink).await?;
+        self.count_requests(fetched.requests);
+        Ok(sink.batches.into_inner().unwrap_or_default())
+    }
+
+    /// Every entry of the log in the held services over `spans` (within the window), written
+    /// into the store. A span starting where the held window ends asks again from a minute
+    /// before the newest entry held, and keeps only entries not held yet.
+    async fn fill_log(
+        &self,
+        table: &CachedTable,
+        store: &LogStore,
+        spans: Vec<Span>,
+        window_start: i64,
+        connector: &Arc<dyn Connector>,
+    ) -> Result<RefreshSummary> {
+        let started = std::time::Instant::now();
+        let observer = self.observer();
+        let (m, _) = store.manifest();
+        let held_end = m.held.last().map(|s| s.1);
+        let newest = m.parts.iter().map(|p| p.last_us).max();
+        let mut overlap: Option<Span> = None;
+        let spans: Vec<Span> = spans
+            .into_iter()
+            .map(|(from, to)| match (held_end, newest) {
+                (Some(end), Some(newest)) if from == end => {
+                    let again = (newest - LOG_OVERLAP_US).clamp(window_start, from);
+                    overlap = Some((again, from));
+                    (again, to)
+                }
+                _ => (from, to),
+            })
+            .collect();
+        let skip = match overlap {
+            Some((a, b)) if a < b => store.ids_between(a, b)?,
+            _ => HashSet::new(),
+        };
+        observer.started(table.def.name, None, "rows");
+        let sink = StoreSink {
+            store,
+            skip,
+            written: Default::default(),
+            facts: FillFacts { fetched_at_us: now_us(), ..Default::default() },
+            rows: AtomicU64::new(0),
+        };
+        let ask = LogAsk { spans, services: connector.log_held_services(), event_types: None };
+        let result = connector.fetch_log(self, table, &ask, &sink).await;
+        let outcome = match result {
+            Ok(fetched) => {
+                self.count_requests(fetched.requests);
+                let facts = FillFacts {
+                    fetched_at_us: sink.facts.fetched_at_us,
+                    requests: fetched.requests,
+                    duration_ms: started.elapsed().as_millis() as u64,
+                    bytes_received: fetched.bytes,
+                };
+                store.touch(facts).and_then(|_| store.trim(window_start)).map(|_| {
+                    let (meta, _) = store.meta();
+                    RefreshSummary {
+                        table: table.def.name.to_string(),
+                        changes: None,
+                        rows: meta.map_or(0, |m| m.rows),
+                        expected_rows: None,
+                        requests: fetched.requests,
+                        duration: started.elapsed(),
+                        bytes_received: fetched.bytes,
+                    }
+                })
+            }
+            Err(e) => Err(e),
+        };
+        match &outcome {
+            Ok(s) => {
+                table.set_error(None);
+                observer.finished(table.def.name, Ok(s));
+            }
+            Err(e) => {
+                table.set_error(Some(e.to_string()));
+                observer.finished(table.def.name, Err(e));
+            }
+        }
+        outcome
+    }
+
+    /// Fills the whole window of an event log (`jcsql sync`): every span not held yet, and the
+    /// entries newer than the newest held.
+    async fn fill_window(&self, table: &CachedTable) -> Result<RefreshSummary> {
+        let connector = self.connector.clone().ok_or(JcsqlError::NotConnected)?;
+        let store =
+            table.log.as_ref().ok_or_else(|| JcsqlError::Config(format!("{} is not an event log", table.def.name)))?;
+        let now = now_us();
+        let window_start = connector.log_window_start_us().unwrap_or(now);
+        store.hold_services(connector.log_held_services().as_deref())?;
+        let (m, _) = store.manifest();
+        let spans = gaps(&m.held, window_start, now);
+        self.fill_log(table, store, spans, window_start, &connector).await
     }
 
     pub(crate) fn count_requests(&self, n: u64) {

@@ -11,7 +11,7 @@
 //! | engine | [`engine`] |
 //! | saved views, other tools, actions, watching | [`boards`], [`sources`], [`actions`], [`watch`] |
 //! | SQL catalog | [`catalog`], [`explain`] |
-//! | refresh policy and cache | [`connection`], [`cache`] |
+//! | refresh policy and cache | [`connection`], [`cache`], [`log_store`] (event logs on disk) |
 //! | connectors | [`jumpcloud`], [`google`] (client, table definitions, simulator each), [`http`] (what their clients share) |
 //! | vocabulary | [`table`] (table definitions, JSON → Arrow), [`error`] |
 
@@ -30,6 +30,7 @@ pub mod http;
 pub mod jumpcloud;
 pub mod layout;
 pub mod listen;
+pub mod log_store;
 pub mod serve;
 pub mod sources;
 pub mod statistics;

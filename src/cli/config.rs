@@ -64,6 +64,10 @@ pub struct JumpCloudSettings {
     /// How far back `directory_events` reaches, e.g. `30d` (at most `90d`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub events_since: Option<String>,
+    /// The services `directory_events` holds on disk, e.g. `directory,sso,systems` (default
+    /// all); the others are fetched when a query asks for them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events_services: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

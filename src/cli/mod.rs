@@ -170,6 +170,10 @@ pub enum Command {
         /// Orgs the key reaches (more than one: a multi-tenant key, x-org-id required)
         #[arg(long, default_value_t = 1)]
         orgs: usize,
+        /// Directory Insights at volume: events per user per day over the last 31 days
+        /// (LDAP binds and RADIUS in bursts, logins, SSO)
+        #[arg(long)]
+        events_per_user_per_day: Option<f64>,
     },
 }
 
@@ -396,8 +400,19 @@ async fn dispatch(cli: Cli) -> Result<u8, JcsqlError> {
             let (engine, _) = engine_from_settings(&home, &g).await?;
             workspace::fields_command(&engine, &table, &g).await
         }
-        Some(Command::Simulate { port, api_key, users, seed, latency_ms, fail_rate, rate_limit, orgs }) => {
+        Some(Command::Simulate {
+            port,
+            api_key,
+            users,
+            seed,
+            latency_ms,
+            fail_rate,
+            rate_limit,
+            orgs,
+            events_per_user_per_day,
+        }) => {
             let mut cfg = SimulatorConfig::new(users, seed);
+            cfg.org.events_per_user_per_day = events_per_user_per_day;
             cfg.orgs = orgs.max(1);
             cfg.port = port;
             cfg.api_key = api_key;
@@ -446,6 +461,7 @@ impl Demo {
             .map_err(|e| JcsqlError::Config(format!("cannot create a temporary folder: {e}")))?;
         let mut client = ClientConfig::new(simulator.base_url(), ApiKey::new(DEMO_API_KEY));
         client.events_window = events_window(None)?;
+        client.events_services = events_services(None)?;
         if let Some(n) = g.max_in_flight {
             client.max_in_flight = n;
         }
@@ -548,6 +564,32 @@ fn events_window(stored: Option<&JumpCloudSettings>) -> Result<Duration, JcsqlEr
     Ok(window)
 }
 
+/// Which services `directory_events` holds on disk: `JCSQL_EVENTS_SERVICES`, else the config's
+/// `events_services` (comma-separated, e.g. `directory,sso,systems`), else all; a name
+/// Directory Insights does not know is refused with the list of those it does.
+fn events_services(stored: Option<&JumpCloudSettings>) -> Result<Option<Vec<String>>, JcsqlError> {
+    let text = std::env::var("JCSQL_EVENTS_SERVICES")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .or_else(|| stored.and_then(|s| s.events_services.clone()));
+    let Some(text) = text else { return Ok(None) };
+    let mut services: Vec<String> =
+        text.split(',').map(|s| s.trim().to_ascii_lowercase()).filter(|s| !s.is_empty()).collect();
+    if services.iter().any(|s| s == "all") {
+        return Ok(None);
+    }
+    let known = crate::jumpcloud::EVENT_SERVICES;
+    if let Some(bad) = services.iter().find(|s| !known.contains(&s.as_str())) {
+        return Err(JcsqlError::Config(format!(
+            "events_services names {bad:?}, which Directory Insights does not know; use all or some of: {}",
+            known.join(", ")
+        )));
+    }
+    services.sort();
+    services.dedup();
+    Ok(Some(services))
+}
+
 /// The engine for the configured connection: environment first, then the config file.
 pub async fn engine_from_settings(home: &Home, g: &GlobalArgs) -> Result<(Engine, StoredConfig), JcsqlError> {
     engine_with_key(home, g, None).await
@@ -588,10 +630,12 @@ async fn engine_with_key(
         })
         .collect();
     let events_window = events_window(Some(&settings))?;
+    let events_services = events_services(Some(&settings))?;
     let client = key.map(|k| {
         let mut c = ClientConfig::new(url, ApiKey::new(k));
         c.org_id = org;
         c.events_window = events_window;
+        c.events_services = events_services;
         if let Some(insights) = std::env::var("JUMPCLOUD_INSIGHTS_URL").ok().filter(|u| !u.trim().is_empty()) {
             c.insights_url = insights.trim_end_matches('/').to_string();
         }
@@ -975,6 +1019,19 @@ fn export(engine: &Engine, dir: &std::path::Path, g: &GlobalArgs) -> Result<u8, 
                 continue;
             }
             let folder = dir.join(format!("org={org}")).join(format!("table={}", t.def.name));
+            if let Some(store) = &t.log {
+                // An event log's held parts are Parquet already: copied as they are.
+                let fail = |e: &dyn std::fmt::Display| JcsqlError::File {
+                    path: folder.display().to_string(),
+                    reason: e.to_string(),
+                };
+                std::fs::create_dir_all(&folder).map_err(|e| fail(&e))?;
+                for (i, part) in store.files_between(i64::MIN, i64::MAX).iter().enumerate() {
+                    std::fs::copy(part, folder.join(format!("part-{i}.parquet"))).map_err(|e| fail(&e))?;
+                }
+                written += 1;
+                continue;
+            }
             let path = folder.join("part-0.parquet");
             let fail = |e: &dyn std::fmt::Display| JcsqlError::File {
                 path: path.display().to_string(),

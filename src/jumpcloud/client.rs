@@ -59,6 +59,9 @@ pub struct ClientConfig {
     pub insights_url: String,
     /// How far back `directory_events` reaches (at most JumpCloud's 90-day retention).
     pub events_window: Duration,
+    /// The services `directory_events` holds on disk (`None`: all); the others are fetched for
+    /// the queries that ask for them.
+    pub events_services: Option<Vec<String>>,
     /// Requests in flight at once, across every table of the connection.
     pub max_in_flight: usize,
     /// Records a System Insights page asks for (the spec's maximum, 10,000; smaller in tests).
@@ -84,6 +87,7 @@ impl ClientConfig {
             org_id: None,
             insights_url,
             events_window: DEFAULT_EVENTS_WINDOW,
+            events_services: None,
             max_in_flight: 8,
             insights_page_size: super::insights::INSIGHTS_PAGE_SIZE,
             requests_per_second: None,
@@ -132,6 +136,16 @@ pub struct JumpCloudClient {
     pace: Arc<Mutex<Instant>>,
     /// HTTP requests sent, retries and writes included.
     requests: Arc<AtomicU64>,
+}
+
+/// One page of an event-log query: its rows, the page size the server keeps to (`X-Limit`),
+/// the token of the next page (none after the last), and what it cost.
+pub struct LogPage<T> {
+    pub rows: T,
+    pub limit: u64,
+    pub next: Option<Value>,
+    pub requests: u64,
+    pub bytes: u64,
 }
 
 struct Page {
@@ -206,44 +220,55 @@ impl JumpCloudClient {
         req
     }
 
-    /// Every entry of a Directory Insights query: `POST {insights}{path}` with `query` as the
-    /// body, pages of up to `page_size` joined by the `X-Search_after` header until a page holds
-    /// fewer entries than `X-Limit`. Pages are sequential: each needs the previous one's token.
-    pub async fn query_log<P: PageDecoder>(
+    /// One page of a Directory Insights query: `POST {insights}{path}` with `body` (its
+    /// `limit` and `search_after` set by the caller).
+    pub async fn query_log_page<P: PageDecoder>(
         &self,
         path: &str,
-        query: &Value,
-        page_size: u64,
+        body: &Value,
         decoder: &P,
-    ) -> Result<Listing<P::Page>> {
+    ) -> Result<LogPage<P::Page>> {
         let url = format!("{}{path}", self.cfg.insights_url);
         let what = format!("POST {path}");
-        let mut listing = Listing::default();
-        let mut body = query.clone();
-        body["limit"] = Value::from(page_size);
-        loop {
-            let page = self.read(reqwest::Method::POST, url.clone(), what.clone(), &[], Some(&body)).await?;
-            let (decoded, rows) = parse_body(&page.body, Records(decoder))
-                .map_err(|e| JcsqlError::Decode { what: what.clone(), reason: e.to_string() })?;
-            listing.requests += page.attempts;
-            listing.bytes += page.body.len() as u64;
-            listing.pages.push(decoded);
-            let count = page.result_count.unwrap_or(rows);
-            let limit = page.limit.unwrap_or(page_size);
-            if count < limit || rows == 0 {
-                return Ok(listing);
-            }
-            let token: Value = page
-                .search_after
-                .as_deref()
-                .and_then(|t| serde_json::from_str(t).ok())
-                .filter(Value::is_array)
-                .ok_or_else(|| JcsqlError::Decode {
-                    what: what.clone(),
-                    reason: "a full page came without an X-Search_after header".into(),
-                })?;
-            body["search_after"] = token;
-        }
+        let page = self.read(reqwest::Method::POST, url, what.clone(), &[], Some(body)).await?;
+        let (decoded, rows) = parse_body(&page.body, Records(decoder))
+            .map_err(|e| JcsqlError::Decode { what: what.clone(), reason: e.to_string() })?;
+        let asked = body.get("limit").and_then(Value::as_u64).unwrap_or(u64::MAX);
+        let limit = page.limit.unwrap_or(asked);
+        let count = page.result_count.unwrap_or(rows);
+        let last = count < limit || rows == 0;
+        let next = if last {
+            None
+        } else {
+            Some(
+                page.search_after
+                    .as_deref()
+                    .and_then(|t| serde_json::from_str::<Value>(t).ok())
+                    .filter(Value::is_array)
+                    .ok_or_else(|| JcsqlError::Decode {
+                        what: what.clone(),
+                        reason: "a full page came without an X-Search_after header".into(),
+                    })?,
+            )
+        };
+        Ok(LogPage { rows: decoded, limit, next, requests: page.attempts, bytes: page.body.len() as u64 })
+    }
+
+    /// Counts of a Directory Insights query in buckets of time (`POST {insights}{path}/interval`):
+    /// (bucket start in milliseconds, entries).
+    pub async fn query_log_counts(&self, path: &str, body: &Value) -> Result<(Vec<(i64, u64)>, u64)> {
+        let url = format!("{}{path}/interval", self.cfg.insights_url);
+        let what = format!("POST {path}/interval");
+        let page = self.read(reqwest::Method::POST, url, what.clone(), &[], Some(body)).await?;
+        let v: Value = serde_json::from_slice(&page.body)
+            .map_err(|e| JcsqlError::Decode { what: what.clone(), reason: e.to_string() })?;
+        let buckets = v
+            .get("buckets")
+            .and_then(Value::as_array)
+            .ok_or_else(|| JcsqlError::Decode { what, reason: "no buckets in the answer".into() })?;
+        let counts =
+            buckets.iter().filter_map(|b| Some((b.get("key")?.as_i64()?, b.get("doc_count")?.as_u64()?))).collect();
+        Ok((counts, page.attempts))
     }
 
     async fn wait_for_pace(&self) {

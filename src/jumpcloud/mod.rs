@@ -12,25 +12,25 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
-use datafusion::arrow::compute::filter_record_batch;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::TimestampMicrosecondType;
+use futures::{StreamExt, TryStreamExt, stream};
 use serde_json::json;
 
 use crate::cache::{CachedTable, Snapshot};
 use crate::connection::{
-    Connection, Connector, Fetched, Freshness, LogFilter, LogWindow, RefreshSummary, dedupe_and_merge, finish_fetch,
-    now_us,
+    Connection, Connector, Fetched, Freshness, LogAsk, LogFetched, LogSink, RefreshSummary, finish_fetch, now_us,
 };
 use crate::error::{JcsqlError, Result};
+use crate::log_store::Span;
 use crate::table::Source;
 use crate::table::decode::{PageRows, TablePage};
 use client::{JumpCloudClient, Listing};
 
 /// Directory Insights returns at most 10,000 events a page.
 pub const EVENTS_PAGE_SIZE: u64 = 10_000;
-/// A refresh of events asks again for the last minute it holds (late arrivals), de-duplicated by id.
-const EVENTS_OVERLAP_US: i64 = 60_000_000;
 
 /// The schema of the default JumpCloud connection.
 pub const DEFAULT_SCHEMA: &str = "jumpcloud";
@@ -61,23 +61,10 @@ impl Connector for JumpCloudConnector {
         let start = Instant::now();
         let fetched_at_us = now_us();
         let name = def.name;
-        let mut log_window = None;
         let (pages, expected, bytes, requests) = match &def.source {
-            Source::Log { path, time_column } => {
-                // Only what is newer than the newest event held (a minute of overlap), appended
-                // to what is held within the window; the first fetch covers the whole window.
-                observer.started(name, None, "rows");
-                let window_start = self.window_start_us();
-                let (old, _) = table.current();
-                let newest = old.meta.as_ref().and_then(|m| m.newest_us);
-                let from = newest.map_or(window_start, |n| (n - EVENTS_OVERLAP_US).max(window_start));
-                let query = json!({"service": ["all"], "start_time": rfc3339(from), "sort": "ASC"});
-                let decoder = TablePage { def, parent: None, fetched_at_us };
-                let l = client.query_log(path, &query, EVENTS_PAGE_SIZE, &decoder).await?;
-                let mut pages = held_within(time_column, &old.batches, window_start)?;
-                pages.extend(l.pages);
-                log_window = Some((window_start, *time_column));
-                (pages, None, l.bytes, l.requests)
+            Source::Log { .. } => {
+                // Held in parts by the connection (`Connection::log_rows`), never as one snapshot.
+                return Err(JcsqlError::Config(format!("{name} is an event log: it is filled through fetch_log")));
             }
             Source::List { path } => {
                 observer.started(name, None, "rows");
@@ -139,36 +126,54 @@ impl Connector for JumpCloudConnector {
                 (pages, expected, bytes, requests)
             }
         };
-        let log = log_window.map(|(start, time_column)| LogWindow { start_us: start, time_column });
-        finish_fetch(conn, def, Fetched { pages, expected, bytes, requests }, start, fetched_at_us, log)
+        finish_fetch(conn, def, Fetched { pages, expected, bytes, requests }, start, fetched_at_us, None)
     }
 
-    async fn fetch_log(&self, conn: &Connection, table: &CachedTable, filter: &LogFilter) -> Result<Vec<RecordBatch>> {
-        let Source::Log { path, .. } = &table.def.source else {
+    async fn fetch_log(
+        &self,
+        conn: &Connection,
+        table: &CachedTable,
+        ask: &LogAsk,
+        sink: &dyn LogSink,
+    ) -> Result<LogFetched> {
+        let Source::Log { path, time_column } = &table.def.source else {
             return Err(JcsqlError::Config(format!("{} is not an event log", table.def.name)));
         };
-        let from = filter.from_us.unwrap_or_else(|| self.window_start_us());
+        let events = EventQuery {
+            client: &self.client,
+            path,
+            time_column,
+            base: base_query(ask),
+            decoder: TablePage { def: table.def, parent: None, fetched_at_us: now_us() },
+            sink,
+            observer: conn.observer(),
+            table: table.def.name,
+            rows: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+        };
         // JumpCloud keeps 90 days; asking for more only returns what it has.
         let oldest = now_us() - client::EVENTS_RETENTION.as_micros() as i64;
-        let mut query = json!({"service": ["all"], "start_time": rfc3339(from.max(oldest)), "sort": "ASC"});
-        if let Some(to) = filter.to_us {
-            query["end_time"] = json!(rfc3339(to));
-        }
-        if let Some(services) = filter.values("service") {
-            query["service"] = json!(services);
-        }
-        if let Some(types) = filter.values("event_type") {
-            let term = if types.len() == 1 { json!(types[0]) } else { json!(types) };
-            query["search_term"] = json!({"and": [{"event_type": term}]});
-        }
-        let decoder = TablePage { def: table.def, parent: None, fetched_at_us: now_us() };
-        let listing = self.client.query_log(path, &query, EVENTS_PAGE_SIZE, &decoder).await?;
-        conn.count_requests(listing.requests);
-        dedupe_and_merge(&table.def.schema(), listing.pages)
+        let spans: Vec<Span> =
+            ask.spans.iter().map(|&(from, to)| (from.max(oldest), to)).filter(|(from, to)| from < to).collect();
+        events.fetch(spans).await?;
+        Ok(LogFetched {
+            rows: events.rows.into_inner(),
+            requests: events.requests.into_inner(),
+            bytes: events.bytes.into_inner(),
+        })
     }
 
     fn log_window_start_us(&self) -> Option<i64> {
         Some(self.window_start_us())
+    }
+
+    fn log_held_services(&self) -> Option<Vec<String>> {
+        self.client.config().events_services.clone()
+    }
+
+    fn log_services(&self) -> Vec<String> {
+        EVENT_SERVICES.iter().map(|s| s.to_string()).collect()
     }
 
     fn secret(&self) -> Option<&str> {
@@ -186,21 +191,203 @@ fn rfc3339(us: i64) -> String {
     chrono::DateTime::from_timestamp_micros(us).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// The rows of a held log snapshot still inside the window, as pages keyed like fetched ones so
-/// a re-fetched entry (the overlap) is kept once.
-fn held_within(time_column: &str, batches: &[RecordBatch], start_us: i64) -> Result<Vec<PageRows>> {
-    let fail = |e: &dyn std::fmt::Display| JcsqlError::Cache(e.to_string());
-    let mut pages = Vec::with_capacity(batches.len());
-    for b in batches {
-        let (Some(time), Some(id)) = (b.column_by_name(time_column), b.column_by_name("id")) else { continue };
-        let time = time.as_primitive::<TimestampMicrosecondType>();
-        let keep: BooleanArray =
-            (0..b.num_rows()).map(|i| Some(time.is_valid(i) && time.value(i) >= start_us)).collect();
-        let kept = filter_record_batch(b, &keep).map_err(|e| fail(&e))?;
-        let ids = datafusion::arrow::compute::filter(id, &keep).map_err(|e| fail(&e))?;
-        let ids = ids.as_string::<i32>();
-        let keys = (0..ids.len()).map(|i| format!("\u{1f}{}", ids.value(i))).collect();
-        pages.push(PageRows { keys, batch: kept });
+/// The services Directory Insights knows (the spec's enum, `all` aside).
+pub const EVENT_SERVICES: &[&str] = &[
+    "access_management",
+    "alerts",
+    "asset_management",
+    "directory",
+    "ldap",
+    "mdm",
+    "notifications",
+    "object_storage",
+    "password_manager",
+    "radius",
+    "reports",
+    "saas_app_management",
+    "software",
+    "sso",
+    "systems",
+];
+
+/// The body every request of `ask` shares: its services and event types.
+fn base_query(ask: &LogAsk) -> serde_json::Value {
+    let mut query = json!({"service": ask.services.clone().unwrap_or_else(|| vec!["all".to_string()]), "sort": "ASC"});
+    if let Some(types) = &ask.event_types {
+        let term = if types.len() == 1 { json!(types[0]) } else { json!(types) };
+        query["search_term"] = json!({"and": [{"event_type": term}]});
     }
-    Ok(pages)
+    query
 }
+
+/// `start_time`/`end_time` covering `[from, to)` at the API's millisecond precision: rows
+/// outside the span are dropped on arrival, so a span's edges are exact whichever of them the
+/// API counts in.
+fn with_span(base: &serde_json::Value, (from, to): Span) -> serde_json::Value {
+    let mut q = base.clone();
+    q["start_time"] = json!(rfc3339(from.div_euclid(1000) * 1000));
+    q["end_time"] = json!(rfc3339((to + 999).div_euclid(1000) * 1000));
+    q
+}
+
+/// One fetch of event-log spans: the first page of each span is asked at once; a span with
+/// more asks for its counts by time bucket (`/interval`) and is cut into slices of about equal
+/// counts, one per request in flight, each its own `search_after` chain.
+struct EventQuery<'a> {
+    client: &'a JumpCloudClient,
+    path: &'a str,
+    time_column: &'static str,
+    base: serde_json::Value,
+    decoder: TablePage<'a>,
+    sink: &'a dyn LogSink,
+    observer: Arc<dyn crate::connection::SyncObserver>,
+    table: &'static str,
+    rows: AtomicU64,
+    requests: AtomicU64,
+    bytes: AtomicU64,
+}
+
+/// A span whose first page came full: where that page ended and the page size kept to.
+struct Unfinished {
+    span: Span,
+    /// The time of the first page's last entry: the page is whole before it.
+    reached: i64,
+    limit: u64,
+    next: serde_json::Value,
+    /// Every entry of the page has one time (a burst): the chain goes on from its token.
+    one_time: bool,
+}
+
+impl EventQuery<'_> {
+    async fn fetch(&self, spans: Vec<Span>) -> Result<()> {
+        let in_flight = self.client.config().max_in_flight.max(1);
+        let unfinished: Vec<Option<Unfinished>> =
+            stream::iter(spans).map(|span| self.first_page(span)).buffer_unordered(in_flight).try_collect().await?;
+        let mut slices: Vec<(Span, Option<serde_json::Value>)> = Vec::new();
+        for u in unfinished.into_iter().flatten() {
+            if u.one_time {
+                slices.push((u.span, Some(u.next)));
+                continue;
+            }
+            for slice in self.plan((u.reached, u.span.1), u.limit, in_flight).await {
+                slices.push((slice, None));
+            }
+        }
+        stream::iter(slices)
+            .map(|(slice, token)| self.chain(slice, token))
+            .buffer_unordered(in_flight)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
+    }
+
+    fn count(&self, page: &crate::jumpcloud::client::LogPage<PageRows>) {
+        self.requests.fetch_add(page.requests, Ordering::Relaxed);
+        self.bytes.fetch_add(page.bytes, Ordering::Relaxed);
+    }
+
+    fn deliver(&self, slice: Span, rows: PageRows) -> Result<()> {
+        let batch = crate::log_store::rows_within(&rows.batch, self.time_column, slice, &Default::default())?;
+        let n = batch.num_rows() as u64;
+        self.rows.fetch_add(n, Ordering::Relaxed);
+        self.observer.advance(self.table, n);
+        self.sink.page(slice, batch)
+    }
+
+    /// The first page of `span`: the whole span when it comes short, else what is left.
+    async fn first_page(&self, span: Span) -> Result<Option<Unfinished>> {
+        let mut body = with_span(&self.base, span);
+        body["limit"] = json!(EVENTS_PAGE_SIZE);
+        let page = self.client.query_log_page(self.path, &body, &self.decoder).await?;
+        self.count(&page);
+        let Some(next) = page.next else {
+            self.deliver(span, page.rows)?;
+            return self.sink.done(span).map(|_| None);
+        };
+        let times =
+            page.rows.batch.column_by_name(self.time_column).map(|c| c.as_primitive::<TimestampMicrosecondType>());
+        let (first, last) = match times {
+            Some(t) => (datafusion::arrow::compute::min(t), datafusion::arrow::compute::max(t)),
+            None => (None, None),
+        };
+        let (limit, span_from) = (page.limit, span.0);
+        match (first, last) {
+            (Some(first), Some(last)) if first < last && last > span_from => {
+                // Whole before its last time; entries at that time may go on in the next page.
+                self.deliver((span_from, last), page.rows)?;
+                self.sink.done((span_from, last))?;
+                Ok(Some(Unfinished { span, reached: last, limit, next, one_time: false }))
+            }
+            _ => {
+                self.deliver(span, page.rows)?;
+                Ok(Some(Unfinished { span, reached: span_from, limit, next, one_time: true }))
+            }
+        }
+    }
+
+    /// `span` cut into slices of about equal counts, from the counts by time bucket; equal
+    /// stretches of time when the counts cannot be had.
+    async fn plan(&self, span: Span, limit: u64, in_flight: usize) -> Vec<Span> {
+        let length = span.1 - span.0;
+        let (unit, value) = match length {
+            l if l > 4 * DAY_US => ("h", 1),
+            l if l > 4 * HOUR_US => ("m", 10),
+            _ => ("m", 1),
+        };
+        let mut body = with_span(&self.base, span);
+        body["interval_unit"] = json!(unit);
+        body["interval_value"] = json!(value.to_string());
+        let buckets = match self.client.query_log_counts(self.path, &body).await {
+            Ok((counts, requests)) => {
+                self.requests.fetch_add(requests, Ordering::Relaxed);
+                counts
+            }
+            Err(e) => {
+                tracing::debug!("no counts by time for {} ({e}); slicing by time", self.table);
+                Vec::new()
+            }
+        };
+        let total: u64 = buckets.iter().map(|b| b.1).sum();
+        if buckets.is_empty() || total == 0 {
+            let n = in_flight as i64;
+            return (0..n).map(|i| (span.0 + length * i / n, span.0 + length * (i + 1) / n)).collect();
+        }
+        self.observer.set_total(self.table, self.rows.load(Ordering::Relaxed) + total);
+        let pages = total.div_ceil(limit.max(1));
+        let slices = pages.min(in_flight as u64).max(1);
+        let per_slice = total.div_ceil(slices);
+        let mut cuts = vec![span.0];
+        let mut count = 0;
+        for &(start_ms, n) in &buckets {
+            let start = start_ms * 1000;
+            if count >= per_slice * cuts.len() as u64 && start > *cuts.last().unwrap_or(&span.0) && start < span.1 {
+                cuts.push(start);
+            }
+            count += n;
+        }
+        cuts.push(span.1);
+        cuts.windows(2).map(|w| (w[0], w[1])).filter(|(a, b)| a < b).collect()
+    }
+
+    /// Every page of `slice` (from `token` when a chain goes on), then the slice is done.
+    async fn chain(&self, slice: Span, mut token: Option<serde_json::Value>) -> Result<()> {
+        let mut body = with_span(&self.base, slice);
+        body["limit"] = json!(EVENTS_PAGE_SIZE);
+        loop {
+            if let Some(t) = token.take() {
+                body["search_after"] = t;
+            }
+            let page = self.client.query_log_page(self.path, &body, &self.decoder).await?;
+            self.count(&page);
+            let next = page.next;
+            self.deliver(slice, page.rows)?;
+            match next {
+                Some(t) => token = Some(t),
+                None => return self.sink.done(slice),
+            }
+        }
+    }
+}
+
+const HOUR_US: i64 = 3_600_000_000;
+const DAY_US: i64 = 24 * HOUR_US;

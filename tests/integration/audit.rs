@@ -8,18 +8,6 @@ use jcsql::jumpcloud::simulator::{Fault, Simulator, SimulatorConfig};
 
 const DAY_MS: i64 = 86_400_000;
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
-fn bodies(sim: &Simulator, path: &str) -> Vec<serde_json::Value> {
-    sim.requests()
-        .into_iter()
-        .filter(|r| r.path == path)
-        .map(|r| serde_json::from_str(r.body.as_deref().unwrap_or("null")).expect("a JSON body"))
-        .collect()
-}
-
 const EVENTS: &str = "/insights/directory/v1/events";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -148,22 +136,51 @@ async fn a_parent_filter_fetches_one_device_group_or_policy() {
     assert_eq!(paths, vec![format!("/api/v2/policies/{}/policystatuses", p.id)]);
 }
 
+/// Events of the simulator's org at or after `from_us` (the held window's start).
+fn events_since(t: &TestOrg, from_us: i64) -> i64 {
+    t.sim.with_org(|o| o.audit.events.iter().filter(|ev| ev.at_ms * 1000 >= from_us).count()) as i64
+}
+
+async fn covers_from(e: &jcsql::Engine) -> i64 {
+    strings(e, "select cast(covers_from as bigint) from jcsql.tables where table_name = 'directory_events'").await[0][0]
+        .parse()
+        .expect("covers_from")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_page_by_search_after_and_refresh_only_what_is_new() {
     let mut cfg = SimulatorConfig::new(300, 7);
     cfg.events_page_limit = 100;
-    let t = start_with(cfg, |_| {}).await;
+    let t = start_with(cfg, |c| c.max_in_flight = 4).await;
     let e = &t.engine;
     let held = count(e, "select count(*) from jumpcloud.directory_events").await;
+    assert_eq!(held, events_since(&t, covers_from(e).await), "every event of the window");
     assert!(held > 250, "{held} events");
     assert_eq!(count(e, "select count(distinct id) from jumpcloud.directory_events").await, held, "no duplicates");
-    let pages = bodies(&t.sim, EVENTS);
-    assert_eq!(pages.len() as i64, held / 100 + 1, "pages of 100 until a short one");
-    assert!(pages[0].get("search_after").is_none());
-    assert!(pages[1..].iter().all(|b| b["search_after"].is_array()), "joined by X-Search_after");
-    assert!(
-        pages.iter().all(|b| b["start_time"] == pages[0]["start_time"] && b["service"] == serde_json::json!(["all"]))
+    // The first page came full: the counts by hour cut the rest into 4 slices of about equal
+    // counts, each a chain of pages joined by X-Search_after until a short page.
+    let intervals = bodies(&t.sim, &format!("{EVENTS}/interval"));
+    assert_eq!(intervals.len(), 1);
+    assert_eq!(
+        (intervals[0]["interval_unit"].as_str(), intervals[0]["interval_value"].as_str()),
+        (Some("h"), Some("1"))
     );
+    let pages = bodies(&t.sim, EVENTS);
+    assert!(pages[0].get("search_after").is_none());
+    let chains: BTreeSet<(String, String)> = pages[1..]
+        .iter()
+        .map(|b| (b["start_time"].as_str().unwrap_or("").to_string(), b["end_time"].as_str().unwrap_or("").to_string()))
+        .collect();
+    assert_eq!(chains.len(), 4, "{chains:?}");
+    for (start, end) in &chains {
+        let chain: Vec<&serde_json::Value> =
+            pages[1..].iter().filter(|b| b["start_time"] == start.as_str() && b["end_time"] == end.as_str()).collect();
+        assert!(chain[0].get("search_after").is_none());
+        assert!(chain[1..].iter().all(|b| b["search_after"].is_array()), "joined by X-Search_after");
+    }
+    let minimum = (held as usize).div_ceil(100);
+    assert!(pages.len() <= minimum + 1 + 4, "{} pages for {held} events", pages.len());
+    assert!(pages.iter().all(|b| b["service"] == serde_json::json!(["all"]) && b["limit"] == 10_000));
 
     // The org changes: three writes through the API, each an event.
     let org = t.sim.org();
@@ -186,6 +203,7 @@ async fn events_page_by_search_after_and_refresh_only_what_is_new() {
     assert!(results[0].1.is_ok(), "{results:?}");
     let asked = bodies(&t.sim, EVENTS);
     assert_eq!(asked.len(), 1, "one page of new events");
+    assert!(bodies(&t.sim, &format!("{EVENTS}/interval")).is_empty(), "a short first page needs no counts");
     let start = chrono::DateTime::parse_from_rfc3339(asked[0]["start_time"].as_str().expect("start_time"))
         .expect("RFC3339")
         .timestamp_millis();
@@ -198,31 +216,42 @@ async fn events_page_by_search_after_and_refresh_only_what_is_new() {
     )
     .await;
     assert_eq!(created, vec![vec!["Auditors"], vec!["Red Team"], vec!["Blue Team"]]);
+    // The refresh appended a part: the parts before it are as they were.
+    let parts = |dir: &std::path::Path| -> usize {
+        walk(dir).iter().filter(|p| p.extension().is_some_and(|x| x == "parquet")).count()
+    };
+    let before = parts(t.dir.path());
 
     // A refresh that fails keeps what was held: no partial append, no duplicates.
     t.sim.set_fault(EVENTS, Fault::StatusAfter(0, 400));
     let results = e.connection().sync(&["directory_events".to_string()]).await;
     assert!(results[0].1.is_err());
     t.sim.clear_faults();
+    assert_eq!(parts(t.dir.path()), before);
     assert_eq!(count(e, "select count(*) from jumpcloud.directory_events").await, held + 3);
     let status = strings(e, "select status from jcsql.tables where table_name = 'directory_events'").await;
     assert_eq!(status, vec![vec!["error"]]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failure_on_a_later_page_appends_nothing() {
+async fn a_failure_on_a_later_page_keeps_only_whole_slices() {
     let mut cfg = SimulatorConfig::new(300, 7);
     cfg.events_page_limit = 100;
-    let t = start_with(cfg, |_| {}).await;
+    let t = start_with(cfg, |c| c.max_in_flight = 4).await;
     let e = &t.engine;
-    // The first fetch fails on its third page: the table has no rows, and no half of them.
-    t.sim.set_fault(EVENTS, Fault::StatusAfter(2, 400));
+    // The first fill fails on its fourth request: the slices that ended before it are held,
+    // the others are not, and no slice is held in half.
+    t.sim.set_fault(EVENTS, Fault::StatusAfter(3, 400));
     let err = e.sql("select count(*) from jumpcloud.directory_events").await.expect_err("fails");
     assert!(jcsql::error::user_message(&err).contains("400"), "{}", jcsql::error::user_message(&err));
-    assert_eq!(bodies(&t.sim, EVENTS).len(), 3);
     t.sim.clear_faults();
+    t.sim.clear_requests();
     let n = count(e, "select count(*) from jumpcloud.directory_events").await;
+    assert_eq!(n, events_since(&t, covers_from(e).await));
     assert_eq!(count(e, "select count(distinct id) from jumpcloud.directory_events").await, n);
+    // Only what was not held was asked for again.
+    let asked = bodies(&t.sim, EVENTS);
+    assert!(!asked.is_empty() && (asked.len() as i64) < n / 100 + 5, "{} pages", asked.len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -105,6 +105,7 @@ pub fn jcsql(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output
         .env_remove("JUMPCLOUD_ORG_ID")
         .env_remove("JCSQL_MAX_AGE")
         .env_remove("JCSQL_EVENTS_SINCE")
+        .env_remove("JCSQL_EVENTS_SERVICES")
         .env_remove("JUMPCLOUD_INSIGHTS_URL")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -161,4 +162,31 @@ pub fn data_dir() -> PathBuf {
 pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
     static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     LOCK.lock().await
+}
+
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// The JSON bodies of the requests the simulator got on `path`, in order.
+pub fn bodies(sim: &Simulator, path: &str) -> Vec<serde_json::Value> {
+    sim.requests()
+        .into_iter()
+        .filter(|r| r.path == path)
+        .map(|r| serde_json::from_str(r.body.as_deref().unwrap_or("null")).expect("a JSON body"))
+        .collect()
+}
+
+/// Every file under `dir`.
+pub fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }

@@ -9,6 +9,7 @@ mod cli;
 mod clients;
 mod common;
 mod errors;
+mod events;
 mod exports;
 mod google;
 mod google_actions;

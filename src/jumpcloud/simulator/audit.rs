@@ -129,6 +129,157 @@ pub struct Audit {
     /// Sorted by (time, id).
     pub events: Vec<Event>,
     pub next_event: u64,
+    /// Events at volume (`OrgSpec::events_per_user_per_day`), held compactly and written out
+    /// as JSON only when asked for.
+    pub volume: Vec<VolumeEvent>,
+}
+
+/// One event of the volume: sorted by (time, seq), its id is [`VolumeEvent::id`].
+#[derive(Debug, Clone, Copy)]
+pub struct VolumeEvent {
+    pub at_ms: i64,
+    pub seq: u32,
+    pub user: u32,
+    pub kind: u8,
+    pub ok: bool,
+}
+
+/// (event_type, service) of each volume kind.
+pub const VOLUME_KINDS: &[(&str, &str)] = &[
+    ("ldap_bind", "ldap"),
+    ("radius_auth", "radius"),
+    ("sso_auth", "sso"),
+    ("user_login_attempt", "directory"),
+    ("login_attempt", "systems"),
+];
+
+impl VolumeEvent {
+    pub fn id(&self) -> String {
+        format!("6b00e7e7{:016x}", self.seq)
+    }
+
+    pub fn event_type(&self) -> &'static str {
+        VOLUME_KINDS[self.kind as usize].0
+    }
+
+    pub fn service(&self) -> &'static str {
+        VOLUME_KINDS[self.kind as usize].1
+    }
+
+    /// The event as Directory Insights sends it, written straight to JSON (a page holds 10,000).
+    pub fn json(&self, org: &Org) -> String {
+        use std::fmt::Write;
+        let u = &org.users[self.user as usize % org.users.len().max(1)];
+        let (country, region, tz) = COUNTRIES[(self.seq as usize) % COUNTRIES.len()];
+        let h = self.seq.wrapping_mul(2_654_435_761);
+        let ip = format!("{}.{}.{}.{}", 20 + h % 180, (h >> 8) % 255, (h >> 16) % 255, 1 + (h >> 24) % 250);
+        let mut o = String::with_capacity(640);
+        let _ = write!(
+            o,
+            r#"{{"@version":"1","id":"{}","timestamp":"{}","event_type":"{}","service":"{}","organization":"{}","client_ip":"{}","success":{},"username":{},"geoip":{{"country_code2":"{}","region_name":"{}","timezone":"{}","continent_code":"NA"}},"initiated_by":{{"id":"{}","type":"user","username":{}}}"#,
+            self.id(),
+            iso(self.at_ms),
+            self.event_type(),
+            self.service(),
+            org.org_id,
+            ip,
+            self.ok,
+            serde_json::Value::from(u.username.as_str()),
+            country,
+            region,
+            tz,
+            u.id,
+            serde_json::Value::from(u.username.as_str()),
+        );
+        match self.kind {
+            0 => {
+                let _ = write!(
+                    o,
+                    r#","auth_method":"simple","useragent":null,"resource":{{"type":"ldap","name":"ldap.jumpcloud.com"}}"#
+                );
+            }
+            1 => {
+                let _ = write!(o, r#","auth_method":"pap","useragent":null,"mfa":false"#);
+            }
+            2 => {
+                let app = &org.applications[(h as usize) % org.applications.len().max(1)];
+                let _ = write!(
+                    o,
+                    r#","mfa":{},"application":{{"id":"{}","name":{},"display_label":{}}},"resource":{{"id":"{}","type":"application","name":{}}},"useragent":{{"name":"Chrome","os":"Mac OS X","device":"Mac"}}"#,
+                    u.mfa.configured,
+                    app.id,
+                    serde_json::Value::from(app.name.as_str()),
+                    serde_json::Value::from(app.display_label.as_str()),
+                    app.id,
+                    serde_json::Value::from(app.display_label.as_str()),
+                );
+            }
+            3 => {
+                let _ = write!(
+                    o,
+                    r#","mfa":{},"auth_method":"password","resource":{{"id":"{}","type":"user","email":{}}},"useragent":{{"name":"Chrome","os":"Windows","device":"Other"}}"#,
+                    u.mfa.configured && self.ok,
+                    u.id,
+                    serde_json::Value::from(u.email.as_str()),
+                );
+            }
+            _ => {
+                let d = &org.devices[(h as usize) % org.devices.len().max(1)];
+                let _ = write!(
+                    o,
+                    r#","system":{{"id":"{}","hostname":{}}},"resource":{{"id":"{}","type":"system"}},"useragent":null"#,
+                    d.id,
+                    serde_json::Value::from(d.hostname.as_str()),
+                    d.id,
+                );
+            }
+        }
+        if !self.ok {
+            o.push_str(r#","error_message":"invalid credentials""#);
+        }
+        o.push('}');
+        o
+    }
+}
+
+/// `per_user_per_day` events for each user on each of the 31 days before `end_ms`, fewer at
+/// weekends and at night; LDAP binds and RADIUS come in bursts sharing one millisecond.
+pub fn volume(org: &Org, seed: u64, end_ms: i64, per_user_per_day: f64) -> Vec<VolumeEvent> {
+    let mut rng = Rng::new(seed ^ 0x0B0B_5EED);
+    let users = org.users.len().max(1) as u64;
+    let mut out = Vec::new();
+    let mut seq: u32 = 0;
+    for day in 0..31i64 {
+        let day_start = end_ms - (day + 1) * MS_PER_DAY;
+        let weekday = chrono::DateTime::from_timestamp_millis(day_start)
+            .map(|t| chrono::Datelike::weekday(&t).num_days_from_monday())
+            .unwrap_or(0);
+        let factor = if weekday >= 5 { 0.4 } else { 1.15 };
+        let wanted = (users as f64 * per_user_per_day * factor) as u64;
+        let mut made = 0u64;
+        while made < wanted {
+            let roll = rng.below(100);
+            let kind: u8 = match roll {
+                0..45 => 0,
+                45..60 => 1,
+                60..75 => 2,
+                75..87 => 3,
+                _ => 4,
+            };
+            // Office hours mostly: the mean of three uniform draws leans to the middle of the day.
+            let t = (rng.below(MS_PER_DAY as u64) + rng.below(MS_PER_DAY as u64) + rng.below(MS_PER_DAY as u64)) / 3;
+            let at = day_start + t as i64;
+            let burst = if kind <= 1 && rng.chance(0.3) { 20 + rng.below(380) } else { 1 };
+            let user = rng.below(users) as u32;
+            for _ in 0..burst.min(wanted - made) {
+                out.push(VolumeEvent { at_ms: at, seq, user, kind, ok: !rng.chance(0.08) });
+                seq = seq.wrapping_add(1);
+                made += 1;
+            }
+        }
+    }
+    out.sort_unstable_by_key(|e| (e.at_ms, e.seq));
+    out
 }
 
 const ROLES: &[&str] = &["Administrator", "Manager", "Help Desk", "Read Only", "Command Runner"];
@@ -416,6 +567,19 @@ impl Audit {
             "changes": changes,
         });
         self.events.push(Event { at_ms: now, id, body });
+    }
+
+    /// Adds `n` events at one millisecond (a test's burst at a slice edge).
+    pub fn add_burst(&mut self, org_id: &str, at_ms: i64, n: usize) {
+        for _ in 0..n {
+            let mut rng = Rng::new(self.next_event);
+            let id = object_id(KIND_EVENT, self.next_event, &mut rng);
+            self.next_event += 1;
+            let body = json!({"@version": "1", "id": id, "timestamp": iso(at_ms), "event_type": "ldap_bind",
+                "service": "ldap", "success": true, "organization": org_id, "client_ip": "10.0.0.9"});
+            self.events.push(Event { at_ms, id, body });
+        }
+        self.events.sort_by(|a, b| (a.at_ms, &a.id).cmp(&(b.at_ms, &b.id)));
     }
 
     /// Events at or after `from_ms` (and at or before `to_ms`), in time order.

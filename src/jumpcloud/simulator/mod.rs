@@ -273,6 +273,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v2/systeminsights/{route}", get(system_insights))
         .route("/api/v2/policies/{id}/policystatuses", get(policy_statuses))
         .route("/insights/directory/v1/events", axum::routing::post(query_events))
+        .route("/insights/directory/v1/events/interval", axum::routing::post(event_intervals))
         .route("/api/systems", get(list_devices))
         .route("/api/applications", get(list_applications))
         .route("/api/v2/usergroups", get(list_groups).post(create_group))
@@ -892,44 +893,61 @@ async fn policy_statuses(t: Tenant, Path(id): Path<String>, Query(p): Query<Pagi
     v2_page(results.len(), results.iter(), |r| r, &p)
 }
 
-/// `POST /insights/directory/v1/events`: `service` and `start_time` required; `end_time`,
-/// `search_term` (`and` / `or` of `{field: value or [values]}`), `sort` (ASC default), `limit`
-/// (1,000 default, at most 10,000) and `search_after` (the last page's `X-Search_after`).
-async fn query_events(t: Tenant, body: axum::body::Bytes) -> Response {
-    let q = match body_json(&body) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let Some(services) = q.get("service").and_then(Value::as_array) else {
-        return error(StatusCode::BAD_REQUEST, "Bad Request: service is required");
-    };
-    let services: Vec<&str> = services.iter().filter_map(Value::as_str).collect();
-    let time = |k: &str| q.get(k).and_then(Value::as_str).and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
-    let Some(start) = time("start_time") else {
-        return error(StatusCode::BAD_REQUEST, "Bad Request: start_time is required, in RFC3339 format");
-    };
-    let end = time("end_time");
-    if q.get("end_time").is_some() && end.is_none() {
-        return error(StatusCode::BAD_REQUEST, "Bad Request: end_time must be in RFC3339 format");
+/// What a Directory Insights query asks for: `service` and `start_time` required; `end_time`,
+/// `search_term` (`and` / `or` of `{field: value or [values]}`).
+struct EventFilter {
+    services: Vec<String>,
+    start_ms: i64,
+    end_ms: Option<i64>,
+    term: Option<Value>,
+}
+
+impl EventFilter {
+    /// A query body and its filter, or JumpCloud's 400.
+    fn of_body(body: &[u8]) -> Result<(Value, EventFilter), Box<Response>> {
+        let q = body_json(body).map_err(Box::new)?;
+        let filter = EventFilter::parse(&q).map_err(|why| Box::new(error(StatusCode::BAD_REQUEST, why)))?;
+        Ok((q, filter))
     }
-    let limit = q.get("limit").and_then(Value::as_u64).filter(|l| (1..=10_000).contains(l)).unwrap_or(1000) as usize;
-    let limit = limit.min(t.shared.config.events_page_limit.max(1));
-    let descending = q.get("sort").and_then(Value::as_str).is_some_and(|s| s.eq_ignore_ascii_case("desc"));
-    let after: Option<(i64, String)> = q
-        .get("search_after")
-        .and_then(Value::as_array)
-        .and_then(|a| Some((a.first()?.as_i64()?, a.get(1)?.as_str()?.to_string())));
-    let term = q.get("search_term");
-    let matches_term = |e: &Value| -> bool {
+
+    /// The filter of a query body, or why JumpCloud would answer 400.
+    fn parse(q: &Value) -> Result<EventFilter, &'static str> {
+        let Some(services) = q.get("service").and_then(Value::as_array) else {
+            return Err("Bad Request: service is required");
+        };
+        let services: Vec<String> = services.iter().filter_map(Value::as_str).map(str::to_string).collect();
+        let time =
+            |k: &str| q.get(k).and_then(Value::as_str).and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+        let Some(start) = time("start_time") else {
+            return Err("Bad Request: start_time is required, in RFC3339 format");
+        };
+        let end = time("end_time");
+        if q.get("end_time").is_some() && end.is_none() {
+            return Err("Bad Request: end_time must be in RFC3339 format");
+        }
+        Ok(EventFilter {
+            services,
+            start_ms: start.timestamp_millis(),
+            end_ms: end.map(|e| e.timestamp_millis()),
+            term: q.get("search_term").cloned(),
+        })
+    }
+
+    fn service(&self, service: &str) -> bool {
+        self.services.iter().any(|s| s == "all" || s == service)
+    }
+
+    /// Whether the term holds for an event; `field` answers a top-level field by name.
+    fn term_holds(&self, field: &dyn Fn(&str) -> Value) -> bool {
         let check = |t: &Value| {
             t.as_object().is_some_and(|o| {
                 o.iter().all(|(k, want)| match want {
-                    Value::Array(vals) => vals.contains(&e[k]),
-                    v => &e[k] == v,
+                    Value::Array(vals) => vals.contains(&field(k)),
+                    v => &field(k) == v,
                 })
             })
         };
-        match term {
+        match &self.term {
             None => true,
             Some(t) => match (t.get("and").and_then(Value::as_array), t.get("or").and_then(Value::as_array)) {
                 (Some(all), _) => all.iter().all(check),
@@ -937,28 +955,124 @@ async fn query_events(t: Tenant, body: axum::body::Bytes) -> Response {
                 _ => true,
             },
         }
+    }
+
+    fn wants(&self, e: &audit::Event) -> bool {
+        self.service(e.body["service"].as_str().unwrap_or_default()) && self.term_holds(&|k| e.body[k].clone())
+    }
+
+    fn wants_volume(&self, e: &audit::VolumeEvent, org: &Org) -> bool {
+        self.service(e.service())
+            && self.term_holds(&|k| match k {
+                "event_type" => Value::from(e.event_type()),
+                "service" => Value::from(e.service()),
+                "success" => Value::from(e.ok),
+                _ => serde_json::from_str::<Value>(&e.json(org)).map(|v| v[k].clone()).unwrap_or(Value::Null),
+            })
+    }
+
+    /// Every matching event of both kinds in time order (then id), from just after `after`.
+    fn events<'a>(&'a self, org: &'a Org, after: Option<&'a (i64, String)>) -> impl Iterator<Item = Hit<'a>> + 'a {
+        let a = &org.audit;
+        let base_from = match after {
+            Some((t, id)) => a.events.partition_point(|e| (e.at_ms, e.id.as_str()) <= (*t, id.as_str())),
+            None => a.events.partition_point(|e| e.at_ms < self.start_ms),
+        };
+        let volume_from = match after {
+            Some((t, id)) => {
+                let at = a.volume.partition_point(|e| e.at_ms < *t);
+                at + a.volume[at..].iter().take_while(|e| e.at_ms == *t && e.id() <= *id).count()
+            }
+            None => a.volume.partition_point(|e| e.at_ms < self.start_ms),
+        };
+        let end = self.end_ms.unwrap_or(i64::MAX);
+        let base = a.events[base_from..]
+            .iter()
+            .filter(move |e| e.at_ms >= self.start_ms)
+            .take_while(move |e| e.at_ms <= end)
+            .filter(move |e| self.wants(e))
+            .map(Hit::Base);
+        let volume = a.volume[volume_from..]
+            .iter()
+            .filter(move |e| e.at_ms >= self.start_ms)
+            .take_while(move |e| e.at_ms <= end)
+            .filter(move |e| self.wants_volume(e, org))
+            .map(Hit::Volume);
+        Merged { a: base.peekable(), b: volume.peekable() }
+    }
+}
+
+/// An event of the org's few or of its volume.
+enum Hit<'a> {
+    Base(&'a audit::Event),
+    Volume(&'a audit::VolumeEvent),
+}
+
+impl Hit<'_> {
+    fn key(&self) -> (i64, std::borrow::Cow<'_, str>) {
+        match self {
+            Hit::Base(e) => (e.at_ms, e.id.as_str().into()),
+            Hit::Volume(e) => (e.at_ms, e.id().into()),
+        }
+    }
+}
+
+/// Two iterators in (time, id) order merged into one.
+struct Merged<A: Iterator, B: Iterator> {
+    a: std::iter::Peekable<A>,
+    b: std::iter::Peekable<B>,
+}
+
+impl<'x, A: Iterator<Item = Hit<'x>>, B: Iterator<Item = Hit<'x>>> Iterator for Merged<A, B> {
+    type Item = Hit<'x>;
+    fn next(&mut self) -> Option<Hit<'x>> {
+        match (self.a.peek(), self.b.peek()) {
+            (Some(x), Some(y)) if x.key() <= y.key() => self.a.next(),
+            (Some(_), Some(_)) => self.b.next(),
+            (Some(_), None) => self.a.next(),
+            _ => self.b.next(),
+        }
+    }
+}
+
+/// `POST /insights/directory/v1/events`: the filter, `sort` (ASC default), `limit` (1,000
+/// default, at most 10,000) and `search_after` (the last page's `X-Search_after`).
+async fn query_events(t: Tenant, body: axum::body::Bytes) -> Response {
+    let (q, filter) = match EventFilter::of_body(&body) {
+        Ok(parsed) => parsed,
+        Err(r) => return *r,
     };
+    let limit = q.get("limit").and_then(Value::as_u64).filter(|l| (1..=10_000).contains(l)).unwrap_or(1000) as usize;
+    let limit = limit.min(t.shared.config.events_page_limit.max(1));
+    let descending = q.get("sort").and_then(Value::as_str).is_some_and(|s| s.eq_ignore_ascii_case("desc"));
+    let after: Option<(i64, String)> = q
+        .get("search_after")
+        .and_then(Value::as_array)
+        .and_then(|a| Some((a.first()?.as_i64()?, a.get(1)?.as_str()?.to_string())));
     let org = t.read();
-    let in_range = org.audit.events_between(start.timestamp_millis(), end.map(|e| e.timestamp_millis()));
-    let wanted = |e: &&audit::Event| {
-        (services.contains(&"all") || services.iter().any(|s| e.body["service"] == *s)) && matches_term(&e.body)
-    };
-    let page: Vec<&audit::Event> = if descending {
-        let all: Vec<&audit::Event> = in_range.filter(wanted).collect();
+    let page: Vec<Hit> = if descending {
+        let all: Vec<Hit> = filter.events(&org, None).collect();
         all.into_iter()
             .rev()
-            .filter(|e| after.as_ref().is_none_or(|(t, id)| (e.at_ms, &e.id) < (*t, id)))
+            .filter(|e| after.as_ref().is_none_or(|(t, id)| e.key() < (*t, id.as_str().into())))
             .take(limit)
             .collect()
     } else {
-        in_range
-            .filter(wanted)
-            .filter(|e| after.as_ref().is_none_or(|(t, id)| (e.at_ms, &e.id) > (*t, id)))
-            .take(limit)
-            .collect()
+        filter.events(&org, after.as_ref()).take(limit).collect()
     };
-    let token = page.last().map(|e| json!([e.at_ms, e.id])).unwrap_or_else(|| json!([0, ""]));
-    let body = serde_json::to_string(&page.iter().map(|e| &e.body).collect::<Vec<_>>()).unwrap_or_else(|_| "[]".into());
+    let token = page.last().map(|e| json!([e.key().0, e.key().1])).unwrap_or_else(|| json!([0, ""]));
+    let mut body = String::with_capacity(page.len() * 700 + 2);
+    body.push('[');
+    for (i, e) in page.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        match e {
+            Hit::Base(e) => body.push_str(&e.body.to_string()),
+            Hit::Volume(e) => body.push_str(&e.json(&org)),
+        }
+    }
+    body.push(']');
     let mut resp = json_response(StatusCode::OK, body, None);
     let headers = resp.headers_mut();
     for (name, value) in [
@@ -972,6 +1086,38 @@ async fn query_events(t: Tenant, body: axum::body::Bytes) -> Response {
         }
     }
     resp
+}
+
+/// `POST /insights/directory/v1/events/interval`: counts of the matching events in buckets of
+/// `interval_value` × `interval_unit` (s, m, h, d, w), `{"buckets": [{key, key_as_string,
+/// doc_count}]}` with `key` the bucket's start in milliseconds (UTC).
+async fn event_intervals(t: Tenant, body: axum::body::Bytes) -> Response {
+    let (q, filter) = match EventFilter::of_body(&body) {
+        Ok(parsed) => parsed,
+        Err(r) => return *r,
+    };
+    let unit_ms: i64 = match q.get("interval_unit").and_then(Value::as_str) {
+        Some("s") => 1000,
+        Some("m") => 60_000,
+        Some("h") => 3_600_000,
+        Some("d") => 86_400_000,
+        Some("w") => 7 * 86_400_000,
+        _ => return error(StatusCode::BAD_REQUEST, "Bad Request: interval_unit must be one of s, m, h, d, w"),
+    };
+    let value = q.get("interval_value").and_then(Value::as_str).map_or(Some(1), |v| v.parse::<i64>().ok());
+    let Some(width) = value.filter(|v| *v > 0).map(|v| v * unit_ms) else {
+        return error(StatusCode::BAD_REQUEST, "Bad Request: interval_value must be a positive whole number");
+    };
+    let org = t.read();
+    let mut buckets: std::collections::BTreeMap<i64, u64> = Default::default();
+    for e in filter.events(&org, None) {
+        *buckets.entry(e.key().0.div_euclid(width) * width).or_default() += 1;
+    }
+    let buckets: Vec<Value> = buckets
+        .into_iter()
+        .map(|(key, n)| json!({"key": key, "key_as_string": org::iso(key), "doc_count": n}))
+        .collect();
+    json_response(StatusCode::OK, json!({"buckets": buckets}).to_string(), None)
 }
 
 /// Per-path request counts, for tests and the benchmark.

@@ -48,11 +48,14 @@ pub struct OrgSpec {
     pub groups: Option<usize>,
     pub devices: Option<usize>,
     pub applications: Option<usize>,
+    /// Directory Insights volume: this many more events per user per day over the last 31
+    /// days (LDAP binds and RADIUS in bursts, logins, SSO), beside the few the org always has.
+    pub events_per_user_per_day: Option<f64>,
 }
 
 impl OrgSpec {
     pub fn new(users: usize, seed: u64) -> Self {
-        OrgSpec { users, seed, groups: None, devices: None, applications: None }
+        OrgSpec { users, seed, groups: None, devices: None, applications: None, events_per_user_per_day: None }
     }
     pub fn group_count(&self) -> usize {
         self.groups.unwrap_or((self.users / 20).max(16))
@@ -748,6 +751,9 @@ impl Org {
             audit: Default::default(),
         };
         org.audit = super::audit::Audit::generate(&org, spec.seed, now_ms);
+        if let Some(rate) = spec.events_per_user_per_day.filter(|r| *r > 0.0) {
+            org.audit.volume = super::audit::volume(&org, spec.seed, now_ms + MS_PER_DAY, rate);
+        }
         org
     }
 
