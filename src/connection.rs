@@ -18,7 +18,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 
 use crate::cache::{CachedTable, Snapshot, SnapshotMeta, schema_fingerprint};
 use crate::error::{JcsqlError, Result};
-use crate::log_store::{FillFacts, LogStore, Span, Written, add_span, gaps};
+use crate::log_store::{FillFacts, LogStore, PartWriter, Span, add_span, gaps};
 use crate::table::decode::PageRows;
 use crate::table::{TableDef, ViewDef};
 
@@ -167,31 +167,38 @@ struct StoreSink<'a> {
     store: &'a LogStore,
     /// Ids already held in the re-asked minute.
     skip: HashSet<String>,
-    written: std::sync::Mutex<Vec<(Span, Written)>>,
+    /// Each slice's parts, streamed as its pages come (a slice's pages come in order).
+    writers: std::sync::Mutex<std::collections::HashMap<Span, Arc<std::sync::Mutex<PartWriter<'a>>>>>,
     facts: FillFacts,
     rows: AtomicU64,
+}
+
+impl StoreSink<'_> {
+    fn lock_failed() -> JcsqlError {
+        JcsqlError::Cache("a part writer's lock was poisoned".into())
+    }
 }
 
 impl LogSink for StoreSink<'_> {
     fn page(&self, slice: Span, batch: RecordBatch) -> Result<()> {
         let batch = crate::log_store::rows_within(&batch, self.store.time_column(), slice, &self.skip)?;
-        if let Some(part) = self.store.write_part(&batch)? {
-            self.rows.fetch_add(part.rows(), Ordering::Relaxed);
-            if let Ok(mut w) = self.written.lock() {
-                w.push((slice, part));
-            }
+        if batch.num_rows() == 0 {
+            return Ok(());
         }
+        let writer = {
+            let mut writers = self.writers.lock().map_err(|_| Self::lock_failed())?;
+            writers.entry(slice).or_insert_with(|| Arc::new(std::sync::Mutex::new(self.store.part_writer()))).clone()
+        };
+        writer.lock().map_err(|_| Self::lock_failed())?.write(&batch)?;
+        self.rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
         Ok(())
     }
 
     fn done(&self, slice: Span) -> Result<()> {
-        let parts: Vec<Written> = match self.written.lock() {
-            Ok(mut w) => {
-                let (mine, rest): (Vec<_>, Vec<_>) = w.drain(..).partition(|(s, _)| *s == slice);
-                *w = rest;
-                mine.into_iter().map(|(_, p)| p).collect()
-            }
-            Err(_) => return Err(JcsqlError::Cache("store lock".into())),
+        let writer = self.writers.lock().map_err(|_| Self::lock_failed())?.remove(&slice);
+        let parts = match writer.and_then(|w| Arc::try_unwrap(w).ok()) {
+            Some(w) => w.into_inner().map_err(|_| Self::lock_failed())?.finish()?,
+            None => Vec::new(),
         };
         self.store.commit(parts, slice, self.facts)
     }
@@ -678,7 +685,7 @@ impl Connection {
         let sink = StoreSink {
             store,
             skip,
-            written: Default::default(),
+            writers: Default::default(),
             facts: FillFacts { fetched_at_us: now_us(), ..Default::default() },
             rows: AtomicU64::new(0),
         };

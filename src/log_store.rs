@@ -29,6 +29,9 @@ use crate::table::TableDef;
 
 const MANIFEST: &str = "manifest.json";
 
+const DAY_US: i64 = 86_400_000_000;
+const ROW_GROUP_ROWS: usize = 65_536;
+
 /// A stretch of time `[from_us, to_us)`.
 pub type Span = (i64, i64);
 
@@ -66,6 +69,84 @@ pub struct Written(Part);
 impl Written {
     pub fn rows(&self) -> u64 {
         self.0.rows
+    }
+}
+
+/// A part being written: a temp file renamed into place when finished.
+struct OpenPart {
+    day: i64,
+    file: String,
+    tmp: tempfile::NamedTempFile,
+    writer: ArrowWriter<File>,
+    first_us: i64,
+    last_us: i64,
+    rows: u64,
+}
+
+impl OpenPart {
+    fn finish(self, dir: &Path) -> Result<Written> {
+        let path = dir.join(&self.file);
+        let what = format!("cannot write {}", path.display());
+        self.writer.close().map_err(|e| fail(&what, &e))?;
+        self.tmp.as_file().sync_all().map_err(|e| fail(&what, &e))?;
+        self.tmp.persist(&path).map_err(|e| fail(&what, &e.error))?;
+        Ok(Written(Part { file: self.file, first_us: self.first_us, last_us: self.last_us, rows: self.rows }))
+    }
+}
+
+/// Entries streamed into parts, a file per day: memory holds one row group's encoded pages, not
+/// the entries. Dropped unfinished, its temp files go with it.
+pub struct PartWriter<'a> {
+    store: &'a LogStore,
+    open: Option<OpenPart>,
+    finished: Vec<Written>,
+}
+
+impl PartWriter<'_> {
+    /// Appends `batch` (in time order), starting a new part where the day changes.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        let store = self.store;
+        let Some(times) = batch.column_by_name(store.time_column) else {
+            return Err(JcsqlError::Cache(format!("{}: no {} column", store.def.name, store.time_column)));
+        };
+        let times = times.as_primitive::<TimestampMicrosecondType>();
+        let mut start = 0;
+        while start < batch.num_rows() {
+            let day = times.value(start).div_euclid(DAY_US);
+            let len = (start..batch.num_rows()).take_while(|&i| times.value(i).div_euclid(DAY_US) == day).count();
+            if self.open.as_ref().is_some_and(|p| p.day != day)
+                && let Some(done) = self.open.take()
+            {
+                self.finished.push(done.finish(&store.dir)?);
+            }
+            let part = match &mut self.open {
+                Some(p) => p,
+                None => self.open.insert(store.open_part(day)?),
+            };
+            let chunk = batch.slice(start, len);
+            let what = || format!("cannot write {}", part.file);
+            let chunk =
+                RecordBatch::try_new(store.def.schema(), chunk.columns().to_vec()).map_err(|e| fail(&what(), &e))?;
+            part.writer.write(&chunk).map_err(|e| fail(&what(), &e))?;
+            let chunk_times = times.slice(start, len);
+            if let (Some(lo), Some(hi)) =
+                (datafusion::arrow::compute::min(&chunk_times), datafusion::arrow::compute::max(&chunk_times))
+            {
+                part.first_us = part.first_us.min(lo);
+                part.last_us = part.last_us.max(hi);
+            }
+            part.rows += len as u64;
+            start += len;
+        }
+        Ok(())
+    }
+
+    /// The parts written, renamed into place.
+    pub fn finish(mut self) -> Result<Vec<Written>> {
+        if let Some(p) = self.open.take() {
+            self.finished.push(p.finish(&self.store.dir)?);
+        }
+        Ok(self.finished)
     }
 }
 
@@ -203,46 +284,44 @@ impl LogStore {
         (meta, warning)
     }
 
-    /// Writes `batch` as a part (not yet counted: see [`LogStore::commit`]).
-    pub fn write_part(&self, batch: &RecordBatch) -> Result<Option<Written>> {
-        if batch.num_rows() == 0 {
-            return Ok(None);
-        }
-        let Some(times) = batch.column_by_name(self.time_column) else {
-            return Err(JcsqlError::Cache(format!("{}: no {} column", self.def.name, self.time_column)));
-        };
-        let times = times.as_primitive::<TimestampMicrosecondType>();
-        let (Some(first_us), Some(last_us)) =
-            (datafusion::arrow::compute::min(times), datafusion::arrow::compute::max(times))
-        else {
-            return Ok(None);
-        };
+    /// Writes `batch` as parts, one per day it covers (not yet counted: see [`LogStore::commit`]).
+    pub fn write_part(&self, batch: &RecordBatch) -> Result<Vec<Written>> {
+        let mut writer = self.part_writer();
+        writer.write(batch)?;
+        writer.finish()
+    }
+
+    /// A writer of parts: batches in time order streamed into one file per day.
+    pub fn part_writer(&self) -> PartWriter<'_> {
+        PartWriter { store: self, open: None, finished: Vec::new() }
+    }
+
+    fn open_part(&self, day: i64) -> Result<OpenPart> {
         let n = {
             let Ok(mut held) = self.manifest.lock() else { return Err(JcsqlError::Cache("store lock".into())) };
             let m = held.get_or_insert_with(|| self.load().0);
             m.next_part += 1;
             m.next_part
         };
-        let file = format!("{}/part-{}-{n}.parquet", day_of(first_us), std::process::id());
+        let file = format!("{}/part-{}-{n}.parquet", day_of(day * DAY_US), std::process::id());
         let path = self.dir.join(&file);
         let folder = path.parent().unwrap_or(&self.dir);
         std::fs::create_dir_all(folder).map_err(|e| fail(&format!("cannot create {}", folder.display()), &e))?;
         let what = format!("cannot write {}", path.display());
         let tmp = tempfile::NamedTempFile::new_in(folder).map_err(|e| fail(&what, &e))?;
         // zstd's fastest level: the sync writes millions of entries and the whole JSON of each
-        // compresses well at any level. Unique columns get no dictionary, the JSON no statistics.
-        let mut props = WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::default()));
+        // compresses well at any level. Unique columns get no dictionary, the JSON no statistics;
+        // row groups of 64k entries let a query skip by time inside a file too.
+        let mut props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
         for unique in ["id", "event"] {
             props = props.set_column_dictionary_enabled(ColumnPath::from(unique), false);
         }
         let props = props.set_column_statistics_enabled(ColumnPath::from("event"), EnabledStatistics::None).build();
-        let mut writer =
-            ArrowWriter::try_new(tmp.as_file(), batch.schema(), Some(props)).map_err(|e| fail(&what, &e))?;
-        writer.write(batch).map_err(|e| fail(&what, &e))?;
-        writer.close().map_err(|e| fail(&what, &e))?;
-        tmp.as_file().sync_all().map_err(|e| fail(&what, &e))?;
-        tmp.persist(&path).map_err(|e| fail(&what, &e.error))?;
-        Ok(Some(Written(Part { file, first_us, last_us, rows: batch.num_rows() as u64 })))
+        let sink = tmp.as_file().try_clone().map_err(|e| fail(&what, &e))?;
+        let writer = ArrowWriter::try_new(sink, self.def.schema(), Some(props)).map_err(|e| fail(&what, &e))?;
+        Ok(OpenPart { day, file, tmp, writer, first_us: i64::MAX, last_us: i64::MIN, rows: 0 })
     }
 
     /// Changes the manifest with `change` and writes it (atomically) before it counts in memory;
