@@ -199,7 +199,7 @@ impl TableProvider for ConnectionTable {
                     add_log_filter(&mut filter, f, time_column);
                 }
                 let rows = self.conn.log_rows(&self.table, &filter).await?;
-                return log_exec(state, rows, self.schema(), projection, filters, limit).await;
+                return log_exec(state, rows, time_column, self.schema(), projection, filters, limit).await;
             }
             (_, None) => {
                 let snapshot = self.conn.snapshot_for_query(&self.table).await?;
@@ -222,6 +222,7 @@ impl TableProvider for ConnectionTable {
 async fn log_exec(
     state: &dyn Session,
     rows: crate::connection::LogRows,
+    time_column: &str,
     schema: SchemaRef,
     projection: Option<&Vec<usize>>,
     filters: &[Expr],
@@ -233,11 +234,25 @@ async fn log_exec(
     if !rows.files.is_empty() {
         let urls =
             rows.files.iter().map(|f| ListingTableUrl::parse(f.to_string_lossy())).collect::<Result<Vec<_>>>()?;
-        let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+        // Filters applied while decoding: a failed-logins question reads the user names of the
+        // failed entries only, not of every entry.
+        let mut parquet = datafusion::config::TableParquetOptions::default();
+        parquet.global.pushdown_filters = true;
+        parquet.global.reorder_filters = true;
+        let options = ListingOptions::new(Arc::new(ParquetFormat::default().with_options(parquet)))
+            .with_file_extension(".parquet");
         let config =
             ListingTableConfig::new_with_multi_paths(urls).with_listing_options(options).with_schema(schema.clone());
         let parts = ListingTable::try_new(config)?;
-        inputs.push(parts.scan(state, projection, filters, limit).await?);
+        // The floor goes into the decoder's row filter (pushdown_filters), so it holds exactly
+        // whatever the query projects; with it, a limit is no longer the scan's to apply.
+        let mut filters = filters.to_vec();
+        if let Some(floor) = rows.floor_us {
+            let floor = ScalarValue::TimestampMicrosecond(Some(floor), Some("UTC".into()));
+            filters.push(datafusion::prelude::col(time_column).gt_eq(datafusion::prelude::lit(floor)));
+        }
+        let limit = if filters.is_empty() { limit } else { None };
+        inputs.push(parts.scan(state, projection, &filters, limit).await?);
     }
     if !rows.fetched.is_empty() || inputs.is_empty() {
         inputs.push(spread_exec(state, &rows.fetched, schema, projection, limit, None)?);

@@ -151,10 +151,12 @@ pub struct LogFetched {
     pub bytes: u64,
 }
 
-/// What a query reads of an event log: held parts on disk and entries fetched for it alone.
+/// What a query reads of an event log: held parts on disk (from `floor_us` on: the part at the
+/// window's old end also holds older entries) and entries fetched for it alone.
 #[derive(Debug, Default)]
 pub struct LogRows {
     pub files: Vec<PathBuf>,
+    pub floor_us: Option<i64>,
     pub fetched: Vec<RecordBatch>,
 }
 
@@ -559,7 +561,8 @@ impl Connection {
             Some(c) if !self.freshness().offline => c.clone(),
             _ if meta.is_some() => {
                 let files = store.files_between(filter.from_us.unwrap_or(i64::MIN), filter.to_us.unwrap_or(i64::MAX));
-                return Ok(LogRows { files, fetched: Vec::new() });
+                let floor_us = store.manifest().0.held.first().map(|s| s.0);
+                return Ok(LogRows { files, floor_us, fetched: Vec::new() });
             }
             _ if self.freshness().offline => {
                 return Err(JcsqlError::OfflineNoData { table: table.def.name.to_string() });
@@ -589,6 +592,7 @@ impl Connection {
         if reads_store && store_from < store_to {
             let _guard = table.refresh_lock.lock().await;
             store.hold_services(held_services.as_deref())?;
+            store.trim(window_start)?;
             let (m, _) = store.manifest();
             let tail_from = m.held.last().map(|s| s.1);
             let age = tail_from.map(|end| (now - end).max(0) as f64 / 1e6);
@@ -615,6 +619,7 @@ impl Connection {
             }
             live.extend(narrow);
             rows.files = store.files_between(store_from, store_to);
+            rows.floor_us = store.manifest().0.held.first().map(|s| s.0);
         }
         let narrowed_services = match (&asked, &held_services) {
             (Some(a), Some(h)) => Some(a.iter().filter(|s| h.contains(s)).cloned().collect()),
@@ -670,7 +675,7 @@ impl Connection {
             .into_iter()
             .map(|(from, to)| match (held_end, newest) {
                 (Some(end), Some(newest)) if from == end => {
-                    let again = (newest - LOG_OVERLAP_US).clamp(window_start, from);
+                    let again = (newest - LOG_OVERLAP_US).max(window_start).min(from);
                     overlap = Some((again, from));
                     (again, to)
                 }

@@ -377,28 +377,19 @@ impl LogStore {
         })
     }
 
-    /// Forgets what is older than `start_us`: parts wholly older are dropped, the one or two
-    /// reaching across it are written again without their older entries.
+    /// Forgets what is older than `start_us`: parts wholly older are dropped and the held spans
+    /// start no earlier. A part reaching across it stays whole (rewriting it at every refresh
+    /// would cost more than it saves); queries read from the first held span's start on.
     pub fn trim(&self, start_us: i64) -> Result<()> {
         let (m, _) = self.manifest();
-        let straddling: Vec<Part> =
-            m.parts.iter().filter(|p| p.first_us < start_us && p.last_us >= start_us).cloned().collect();
         let clipped: Vec<Span> =
             m.held.iter().filter(|s| s.1 > start_us).map(|&(from, to)| (from.max(start_us), to)).collect();
-        if straddling.is_empty() && clipped == m.held && m.parts.iter().all(|p| p.last_us >= start_us) {
+        if clipped == m.held && m.parts.iter().all(|p| p.last_us >= start_us) {
             return Ok(());
         }
-        let mut rewritten = Vec::new();
-        for p in &straddling {
-            for batch in self.read_file(&self.dir.join(&p.file))? {
-                let kept = rows_within(&batch, self.time_column, (start_us, i64::MAX), &HashSet::new())?;
-                rewritten.extend(self.write_part(&kept)?);
-            }
-        }
         self.update(|m| {
-            let (old, kept): (Vec<Part>, Vec<Part>) = m.parts.drain(..).partition(|p| p.first_us < start_us);
+            let (old, kept): (Vec<Part>, Vec<Part>) = m.parts.drain(..).partition(|p| p.last_us < start_us);
             m.parts = kept;
-            m.parts.extend(rewritten.into_iter().map(|w| w.0));
             m.held = clipped;
             old
         })

@@ -401,3 +401,33 @@ async fn an_unknown_service_in_the_setting_is_refused() {
     );
     assert_eq!(sim.request_count(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shorter_window_answers_exactly_from_the_parts_held() {
+    let sim = Simulator::start(volume(100, 30.0)).await.expect("sim");
+    let dir = tempfile::tempdir().expect("dir");
+    let with_window = |days: u64| {
+        let mut c = fast_client(sim.base_url(), sim.api_key());
+        c.events_window = std::time::Duration::from_secs(days * 86_400);
+        c
+    };
+    let three = engine_for(with_window(3), dir.path().to_path_buf()).await;
+    let results = three.connection().sync(&["directory_events".to_string()]).await;
+    assert!(results[0].1.is_ok(), "{results:?}");
+    drop(three);
+    // The window shrinks to a day: the parts of the two older days are dropped, the one reaching
+    // across the new start is read from the start on, and nothing is fetched.
+    sim.clear_requests();
+    let one = engine_for(with_window(1), dir.path().to_path_buf()).await;
+    let (before, n, after) = (now_ms(), count(&one, "select count(*) from jumpcloud.directory_events").await, now_ms());
+    assert_eq!(sim.request_count(), 0);
+    let events = all_events(&sim);
+    let lo = count_between(&events, after - DAY_MS, before, |_, _| true);
+    let hi = count_between(&events, before - DAY_MS - 1_000, after, |_, _| true);
+    assert!((lo..=hi).contains(&n), "{n} events, want {lo}..={hi}");
+    let days: BTreeSet<String> = parquet_files(dir.path())
+        .iter()
+        .filter_map(|p| p.parent().and_then(|d| d.file_name()).map(|d| d.to_string_lossy().into_owned()))
+        .collect();
+    assert!(days.len() <= 2, "{days:?}");
+}
