@@ -456,6 +456,31 @@ impl LogStore {
         Ok(ids)
     }
 
+    /// Copies the held parts into `folder` as `part-N.parquet`; a part reaching across the
+    /// held start is written again from the start on, so the copy holds what queries read.
+    pub fn export_to(&self, folder: &Path) -> Result<usize> {
+        let (m, _) = self.manifest();
+        let floor = m.held.first().map_or(i64::MIN, |s| s.0);
+        let what = format!("cannot write {}", folder.display());
+        std::fs::create_dir_all(folder).map_err(|e| fail(&what, &e))?;
+        for (i, part) in m.parts.iter().enumerate() {
+            let to = folder.join(format!("part-{i}.parquet"));
+            let from = self.dir.join(&part.file);
+            if part.first_us >= floor {
+                std::fs::copy(&from, &to).map_err(|e| fail(&what, &e))?;
+                continue;
+            }
+            let file = File::create(&to).map_err(|e| fail(&what, &e))?;
+            let mut writer = ArrowWriter::try_new(file, self.def.schema(), None).map_err(|e| fail(&what, &e))?;
+            for batch in self.read_file(&from)? {
+                let kept = rows_within(&batch, self.time_column, (floor, i64::MAX), &HashSet::new())?;
+                writer.write(&kept).map_err(|e| fail(&what, &e))?;
+            }
+            writer.close().map_err(|e| fail(&what, &e))?;
+        }
+        Ok(m.parts.len())
+    }
+
     /// Every held entry between `from_us` and `to_us`, read into memory (the many-org table).
     pub fn read_between(&self, from_us: i64, to_us: i64) -> Result<Vec<RecordBatch>> {
         let mut out = Vec::new();

@@ -1020,15 +1020,12 @@ fn export(engine: &Engine, dir: &std::path::Path, g: &GlobalArgs) -> Result<u8, 
             }
             let folder = dir.join(format!("org={org}")).join(format!("table={}", t.def.name));
             if let Some(store) = &t.log {
-                // An event log's held parts are Parquet already: copied as they are.
+                // An event log's held parts are Parquet already: copied.
                 let fail = |e: &dyn std::fmt::Display| JcsqlError::File {
                     path: folder.display().to_string(),
                     reason: e.to_string(),
                 };
-                std::fs::create_dir_all(&folder).map_err(|e| fail(&e))?;
-                for (i, part) in store.files_between(i64::MIN, i64::MAX).iter().enumerate() {
-                    std::fs::copy(part, folder.join(format!("part-{i}.parquet"))).map_err(|e| fail(&e))?;
-                }
+                store.export_to(&folder).map_err(|e| fail(&e))?;
                 written += 1;
                 continue;
             }

@@ -405,29 +405,70 @@ async fn an_unknown_service_in_the_setting_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shorter_window_answers_exactly_from_the_parts_held() {
     let sim = Simulator::start(volume(100, 30.0)).await.expect("sim");
-    let dir = tempfile::tempdir().expect("dir");
-    let with_window = |days: u64| {
-        let mut c = fast_client(sim.base_url(), sim.api_key());
-        c.events_window = std::time::Duration::from_secs(days * 86_400);
-        c
+    let home = tempfile::tempdir().expect("home");
+    let out_dir = tempfile::tempdir().expect("out");
+    let env = |since: &str| {
+        let mut env = sim_env(&sim, home.path());
+        env.push(("JCSQL_EVENTS_SINCE".into(), since.into()));
+        env
     };
-    let three = engine_for(with_window(3), dir.path().to_path_buf()).await;
-    let results = three.connection().sync(&["directory_events".to_string()]).await;
-    assert!(results[0].1.is_ok(), "{results:?}");
-    drop(three);
+    let run = |args: &[&str], env: &[(String, String)]| {
+        let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let out = jcsql(args, &env_ref, None);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    run(&["sync", "directory_events", "--quiet"], &env("3d"));
     // The window shrinks to a day: the parts of the two older days are dropped, the one reaching
     // across the new start is read from the start on, and nothing is fetched.
     sim.clear_requests();
-    let one = engine_for(with_window(1), dir.path().to_path_buf()).await;
-    let (before, n, after) = (now_ms(), count(&one, "select count(*) from jumpcloud.directory_events").await, now_ms());
+    let before = now_ms();
+    let out = run(&["--format", "csv", "-c", "select count(*) as n from jumpcloud.directory_events"], &env("1d"));
+    let after = now_ms();
+    let n: i64 = out.lines().nth(1).and_then(|l| l.parse().ok()).expect("a count");
     assert_eq!(sim.request_count(), 0);
     let events = all_events(&sim);
     let lo = count_between(&events, after - DAY_MS, before, |_, _| true);
     let hi = count_between(&events, before - DAY_MS - 1_000, after, |_, _| true);
     assert!((lo..=hi).contains(&n), "{n} events, want {lo}..={hi}");
-    let days: BTreeSet<String> = parquet_files(dir.path())
+    let days: BTreeSet<String> = parquet_files(home.path())
         .iter()
         .filter_map(|p| p.parent().and_then(|d| d.file_name()).map(|d| d.to_string_lossy().into_owned()))
         .collect();
     assert!(days.len() <= 2, "{days:?}");
+    // The export holds what the table answers: the part across the start is written from it on.
+    run(&["--offline", "export", &out_dir.path().display().to_string()], &env("1d"));
+    let ctx = datafusion::prelude::SessionContext::new();
+    let folder = out_dir.path().join("org=default/table=directory_events");
+    ctx.register_parquet("events", &format!("{}/", folder.display()), Default::default()).await.expect("register");
+    let batches = ctx.sql("select count(*) as n from events").await.expect("sql").collect().await.expect("collect");
+    assert_eq!(rows(&batches), vec![vec![n.to_string()]]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_export_copies_the_held_parts() {
+    let sim = Simulator::start(volume(60, 10.0)).await.expect("sim");
+    let home = tempfile::tempdir().expect("home");
+    let out_dir = tempfile::tempdir().expect("out");
+    let env = sim_env(&sim, home.path());
+    let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let out = jcsql(&["sync", "directory_events", "--quiet"], &env_ref, None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = jcsql(
+        &["--offline", "--format", "csv", "-c", "select count(*) as n from jumpcloud.directory_events"],
+        &env_ref,
+        None,
+    );
+    let held = text(&out.stdout);
+    let out = jcsql(&["--offline", "export", &out_dir.path().display().to_string()], &env_ref, None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let folder = out_dir.path().join("org=default/table=directory_events");
+    assert!(folder.join("part-0.parquet").is_file());
+    let ctx = datafusion::prelude::SessionContext::new();
+    ctx.register_parquet("events", &format!("{}/", folder.display()), Default::default()).await.expect("register");
+    let batches = ctx.sql("select count(*) as n from events").await.expect("sql").collect().await.expect("collect");
+    let exported: i64 = rows(&batches)[0][0].parse().expect("count");
+    let answered: i64 = held.lines().nth(1).and_then(|l| l.parse().ok()).expect("count");
+    assert!(answered > 0);
+    assert_eq!(exported, answered, "the export holds what jcsql answers");
 }
