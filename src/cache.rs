@@ -37,10 +37,10 @@ pub struct SnapshotMeta {
     pub bytes_received: u64,
     /// Changes whenever the table's columns change, so an old file is never read as new.
     pub schema_fingerprint: String,
-    /// For event logs: the start of the time window the snapshot covers.
+    /// For event logs: the start of the time held (`jcsql.tables.covers_from`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub covers_from_us: Option<i64>,
-    /// For event logs: the time of the newest entry held.
+    /// For event logs: the time of the newest entry held (`jcsql.tables.newest_row`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub newest_us: Option<i64>,
 }

@@ -253,12 +253,6 @@ pub struct Fetched {
     pub requests: u64,
 }
 
-/// The time window an event log's snapshot covers.
-pub struct LogWindow {
-    pub start_us: i64,
-    pub time_column: &'static str,
-}
-
 /// Pages → one de-duplicated snapshot with its metadata and the refresh summary; a fetch with
 /// fewer rows than the server counted is refused, so the previous snapshot stays.
 pub fn finish_fetch(
@@ -267,7 +261,6 @@ pub fn finish_fetch(
     fetched: Fetched,
     started: std::time::Instant,
     fetched_at_us: i64,
-    log: Option<LogWindow>,
 ) -> Result<(Snapshot, RefreshSummary)> {
     let Fetched { pages, expected, bytes, requests } = fetched;
     let batches = dedupe_and_merge(&def.schema(), pages)?;
@@ -285,8 +278,8 @@ pub fn finish_fetch(
         duration_ms: duration.as_millis() as u64,
         bytes_received: bytes,
         schema_fingerprint: schema_fingerprint(&def.schema()),
-        covers_from_us: log.as_ref().map(|l| l.start_us),
-        newest_us: log.as_ref().and_then(|l| newest_time(&batches, l.time_column)),
+        covers_from_us: None,
+        newest_us: None,
     };
     let summary = RefreshSummary {
         table: def.name.to_string(),
@@ -298,17 +291,6 @@ pub fn finish_fetch(
         bytes_received: bytes,
     };
     Ok((Snapshot::new(batches, meta), summary))
-}
-
-/// The newest time in a log snapshot.
-fn newest_time(batches: &[RecordBatch], time_column: &str) -> Option<i64> {
-    use datafusion::arrow::array::AsArray;
-    use datafusion::arrow::datatypes::TimestampMicrosecondType;
-    batches
-        .iter()
-        .filter_map(|b| b.column_by_name(time_column))
-        .filter_map(|c| datafusion::arrow::compute::max(c.as_primitive::<TimestampMicrosecondType>()))
-        .max()
 }
 
 pub fn now_us() -> i64 {

@@ -79,7 +79,7 @@ impl Connector for GoogleConnector {
                 return Err(JcsqlError::Config(format!("google.{name} is not a System Insights table")));
             }
         }
-        let (mut snapshot, summary) = finish_fetch(conn, def, fetched, started, fetched_at_us, None)?;
+        let (mut snapshot, summary) = finish_fetch(conn, def, fetched, started, fetched_at_us)?;
         snapshot.batches = snapshot.batches.into_iter().map(never_as_null).collect::<Result<_>>()?;
         Ok((snapshot, summary))
     }

@@ -126,7 +126,7 @@ impl Connector for JumpCloudConnector {
                 (pages, expected, bytes, requests)
             }
         };
-        finish_fetch(conn, def, Fetched { pages, expected, bytes, requests }, start, fetched_at_us, None)
+        finish_fetch(conn, def, Fetched { pages, expected, bytes, requests }, start, fetched_at_us)
     }
 
     async fn fetch_log(
