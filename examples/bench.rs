@@ -1042,6 +1042,17 @@ async fn events_bench(a: &Args) -> String {
     });
     assert!(floor.ok, "events sync failed: {}", floor.output);
     drop(floor_sim);
+    eprintln!(
+        "sync: {requests} requests, {:.2} s wall ({:.2} s CPU, {:.0} MiB peak) against a bound of {:.2} s; at no latency {:.2} s wall, {:.2} s CPU; {:.0} MiB in {} parts",
+        sync.wall.as_secs_f64(),
+        sync.cpu.as_secs_f64(),
+        sync.peak_rss as f64 / 1048576.0,
+        bound.as_secs_f64(),
+        floor.wall.as_secs_f64(),
+        floor.cpu.as_secs_f64(),
+        disk as f64 / 1048576.0,
+        files.len()
+    );
 
     eprintln!("one-day queries in fresh processes…");
     let one_day = "select count(*) from jumpcloud.directory_events where timestamp >= now() - interval '1 day'";
@@ -1053,13 +1064,14 @@ async fn events_bench(a: &Args) -> String {
     }
     let day_wall = median(day_runs.iter().map(|r| r.wall).collect());
     let day_rss = day_runs.iter().map(|r| r.peak_rss).max().unwrap_or(0);
+    eprintln!("one-day count: {} median, {:.0} MiB peak", ms(day_wall), day_rss as f64 / 1048576.0);
 
     eprintln!("failed logins by user, beside DuckDB…");
     let failed_by_user = "select username, count(*) as failures from jumpcloud.directory_events \
                           where not success and username is not null \
                           group by username order by failures desc, username limit 10";
     let engine = jcsql::Engine::new(jcsql::EngineOptions {
-        cache_dir: Some(home.path().join("cache/jumpcloud")),
+        cache_dir: Some(home.path().to_path_buf()),
         freshness: jcsql::connection::Freshness { offline: true, ..Default::default() },
         ..Default::default()
     })
