@@ -198,7 +198,7 @@ impl TableProvider for ConnectionTable {
                 for f in filters {
                     add_log_filter(&mut filter, f, time_column);
                 }
-                let rows = self.conn.log_rows(&self.table, &filter).await?;
+                let rows = self.conn.log_rows(&self.table, &filter, limit).await?;
                 return log_exec(state, rows, time_column, self.schema(), projection, filters, limit).await;
             }
             (_, None) => {
@@ -945,7 +945,7 @@ impl TableProvider for OrgUnionTable {
                 .map(|(org, conn, table)| async move {
                     let rows = match &table.log {
                         // Every org's log read into memory: a many-org question about events is rare.
-                        Some(store) => match conn.log_rows(&table, &LogFilter::default()).await {
+                        Some(store) => match conn.log_rows(&table, &LogFilter::default(), None).await {
                             Ok(rows) => store.read_between(i64::MIN, i64::MAX).map(|mut held| {
                                 held.extend(rows.fetched);
                                 held

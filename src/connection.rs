@@ -133,6 +133,8 @@ pub struct LogAsk {
     pub spans: Vec<Span>,
     pub services: Option<Vec<String>>,
     pub event_types: Option<Vec<String>>,
+    /// Any this many entries will do (a `LIMIT` with nothing else): one page, not every slice.
+    pub at_most: Option<u64>,
 }
 
 /// Where fetched log entries go: the store, or one query's answer.
@@ -530,8 +532,9 @@ impl Connection {
     /// newest held span is refreshed into the store once stale; other spans not held are filled
     /// into the store when the query asks for every entry of them, or fetched for this query
     /// alone (with its services and types in the request) when it narrows them. Services the
-    /// store does not hold (`events_services`) are always fetched for the query.
-    pub async fn log_rows(&self, table: &CachedTable, filter: &LogFilter) -> Result<LogRows> {
+    /// store does not hold (`events_services`) are always fetched for the query. A bare
+    /// `LIMIT n` (`at_most`, no filter) takes any n entries: held ones, or one page fetched.
+    pub async fn log_rows(&self, table: &CachedTable, filter: &LogFilter, at_most: Option<usize>) -> Result<LogRows> {
         let store =
             table.log.as_ref().ok_or_else(|| JcsqlError::Config(format!("{} is not an event log", table.def.name)))?;
         let (meta, warning) = store.meta();
@@ -559,6 +562,16 @@ impl Connection {
         let to = filter.to_us.map_or(now, |t| t.saturating_add(1).min(now));
         let mut rows = LogRows::default();
         if from >= to {
+            return Ok(rows);
+        }
+        if let Some(n) = at_most.filter(|_| *filter == LogFilter::default()) {
+            if meta.as_ref().is_some_and(|m| m.rows >= n as u64) {
+                rows.files = store.files_between(i64::MIN, i64::MAX);
+                rows.floor_us = store.manifest().0.held.first().map(|s| s.0);
+            } else {
+                let ask = LogAsk { spans: vec![(from, to)], at_most: Some(n as u64), ..Default::default() };
+                rows.fetched = self.fetch_log_rows(table, &ask, &connector).await?;
+            }
             return Ok(rows);
         }
         // Older than the window: never held, fetched for this query.
@@ -608,7 +621,7 @@ impl Connection {
             (a, _) => a.clone(),
         };
         if !live.is_empty() {
-            let ask = LogAsk { spans: live, services: narrowed_services, event_types: types.clone() };
+            let ask = LogAsk { spans: live, services: narrowed_services, event_types: types.clone(), at_most: None };
             rows.fetched.extend(self.fetch_log_rows(table, &ask, &connector).await?);
         }
         // Services the store leaves out, over the whole range asked.
@@ -616,7 +629,7 @@ impl Connection {
             let wanted = asked.clone().unwrap_or_else(|| connector.log_services());
             let rest: Vec<String> = wanted.into_iter().filter(|s| !held.contains(s) && s != "all").collect();
             if !rest.is_empty() {
-                let ask = LogAsk { spans: vec![(from, to)], services: Some(rest), event_types: types };
+                let ask = LogAsk { spans: vec![(from, to)], services: Some(rest), event_types: types, at_most: None };
                 rows.fetched.extend(self.fetch_log_rows(table, &ask, &connector).await?);
             }
         }
@@ -676,7 +689,7 @@ impl Connection {
             facts: FillFacts { fetched_at_us: now_us(), ..Default::default() },
             rows: AtomicU64::new(0),
         };
-        let ask = LogAsk { spans, services: connector.log_held_services(), event_types: None };
+        let ask = LogAsk { spans, services: connector.log_held_services(), event_types: None, at_most: None };
         let result = connector.fetch_log(self, table, &ask, &sink).await;
         let outcome = match result {
             Ok(fetched) => {

@@ -156,7 +156,10 @@ impl Connector for JumpCloudConnector {
         let oldest = now_us() - client::EVENTS_RETENTION.as_micros() as i64;
         let spans: Vec<Span> =
             ask.spans.iter().map(|&(from, to)| (from.max(oldest), to)).filter(|(from, to)| from < to).collect();
-        events.fetch(spans).await?;
+        match ask.at_most {
+            Some(n) => events.first_rows(spans, n).await?,
+            None => events.fetch(spans).await?,
+        }
         Ok(LogFetched {
             rows: events.rows.into_inner(),
             requests: events.requests.into_inner(),
@@ -278,6 +281,23 @@ impl EventQuery<'_> {
             .buffer_unordered(in_flight)
             .try_collect::<Vec<()>>()
             .await?;
+        Ok(())
+    }
+
+    /// Any `n` entries of the first spans: one page each until there are enough.
+    async fn first_rows(&self, spans: Vec<Span>, n: u64) -> Result<()> {
+        let mut left = n;
+        for span in spans {
+            if left == 0 {
+                break;
+            }
+            let mut body = with_span(&self.base, span);
+            body["limit"] = json!(left.min(EVENTS_PAGE_SIZE));
+            let page = self.client.query_log_page(self.path, &body, &self.decoder).await?;
+            self.count(&page);
+            left = left.saturating_sub(page.rows.batch.num_rows() as u64);
+            self.deliver(span, page.rows)?;
+        }
         Ok(())
     }
 

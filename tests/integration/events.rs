@@ -472,3 +472,24 @@ async fn the_export_copies_the_held_parts() {
     assert!(answered > 0);
     assert_eq!(exported, answered, "the export holds what jcsql answers");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_look_with_a_limit_fetches_one_page() {
+    let t = start_with(volume(100, 10.0), |_| {}).await;
+    let e = &t.engine;
+    let r = strings(e, "select count(*) from (select id, event_type from jumpcloud.directory_events limit 3)").await;
+    assert_eq!(r, vec![vec!["3"]]);
+    let asked = bodies(&t.sim, EVENTS);
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    assert_eq!(asked[0]["limit"], 3);
+    let held =
+        strings(e, "select coalesce(row_count, 0) from jcsql.tables where table_name = 'directory_events'").await;
+    assert_eq!(held, vec![vec!["0"]], "a look is not held");
+    // With the window held, a look reads it: no request.
+    let results = e.connection().sync(&["directory_events".to_string()]).await;
+    assert!(results[0].1.is_ok(), "{results:?}");
+    t.sim.clear_requests();
+    let r = strings(e, "select count(*) from (select * from jumpcloud.directory_events limit 5)").await;
+    assert_eq!(r, vec![vec!["5"]]);
+    assert_eq!(t.sim.request_count(), 0);
+}
