@@ -628,6 +628,10 @@ async fn bench(a: Args) {
     if a.orgs > 0 {
         out.push_str(&many_orgs(&a).await);
     }
+    if a.event_users > 0 {
+        out.push('\n');
+        out.push_str(&events_bench(&a).await);
+    }
     println!("{out}");
     if a.save {
         let machine = format!(
