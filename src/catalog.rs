@@ -244,15 +244,11 @@ async fn log_exec(
         let config =
             ListingTableConfig::new_with_multi_paths(urls).with_listing_options(options).with_schema(schema.clone());
         let parts = ListingTable::try_new(config)?;
-        // The floor goes into the decoder's row filter (pushdown_filters), so it holds exactly
-        // whatever the query projects; with it, a limit is no longer the scan's to apply.
-        let mut filters = filters.to_vec();
-        if let Some(floor) = rows.floor_us {
-            let floor = ScalarValue::TimestampMicrosecond(Some(floor), Some("UTC".into()));
-            filters.push(datafusion::prelude::col(time_column).gt_eq(datafusion::prelude::lit(floor)));
-        }
-        let limit = if filters.is_empty() { limit } else { None };
-        inputs.push(parts.scan(state, projection, &filters, limit).await?);
+        let scan = match rows.floor_us {
+            None => parts.scan(state, projection, filters, limit).await?,
+            Some(floor) => floored_scan(state, &parts, &schema, time_column, floor, projection, filters).await?,
+        };
+        inputs.push(scan);
     }
     if !rows.fetched.is_empty() || inputs.is_empty() {
         inputs.push(spread_exec(state, &rows.fetched, schema, projection, limit, None)?);
@@ -261,6 +257,47 @@ async fn log_exec(
         return Ok(inputs.remove(0));
     }
     datafusion::physical_plan::union::UnionExec::try_new(inputs)
+}
+
+/// The parts' rows from `floor` on: the time column is scanned whatever the query projects, a
+/// filter keeps the rows from the floor on (pushed into the Parquet decoder by the physical
+/// optimizer), and a projection drops the time column again when the query did not ask for it.
+async fn floored_scan(
+    state: &dyn Session,
+    parts: &datafusion::datasource::listing::ListingTable,
+    schema: &SchemaRef,
+    time_column: &str,
+    floor: i64,
+    projection: Option<&Vec<usize>>,
+    filters: &[Expr],
+) -> Result<Arc<dyn ExecutionPlan>> {
+    use datafusion::physical_expr::expressions::{BinaryExpr as PhysicalBinary, Column as PhysicalColumn, lit};
+    use datafusion::physical_expr::projection::ProjectionExpr;
+    use datafusion::physical_plan::filter::FilterExec;
+    use datafusion::physical_plan::projection::ProjectionExec;
+    let time_at = schema.index_of(time_column)?;
+    let mut wide: Vec<usize> = projection.cloned().unwrap_or_else(|| (0..schema.fields().len()).collect());
+    let added = !wide.contains(&time_at);
+    if added {
+        wide.push(time_at);
+    }
+    let scan = parts.scan(state, Some(&wide), filters, None).await?;
+    let scanned = scan.schema();
+    let time: Arc<dyn datafusion::physical_expr::PhysicalExpr> =
+        Arc::new(PhysicalColumn::new(time_column, scanned.index_of(time_column)?));
+    let floor = lit(ScalarValue::TimestampMicrosecond(Some(floor), Some("UTC".into())));
+    let predicate = Arc::new(PhysicalBinary::new(time, Operator::GtEq, floor));
+    let filtered: Arc<dyn ExecutionPlan> = Arc::new(FilterExec::try_new(predicate, scan)?);
+    if !added {
+        return Ok(filtered);
+    }
+    let keep: Vec<ProjectionExpr> = (0..wide.len() - 1)
+        .map(|i| {
+            let name = scanned.field(i).name().clone();
+            ProjectionExpr { expr: Arc::new(PhysicalColumn::new(&name, i)), alias: name }
+        })
+        .collect();
+    Ok(Arc::new(ProjectionExec::try_new(keep, filtered)?))
 }
 
 /// Rows per slice a scan hands out.

@@ -545,8 +545,8 @@ impl Connection {
         let connector = match &self.connector {
             Some(c) if !self.freshness().offline => c.clone(),
             _ if meta.is_some() => {
-                let files = store.files_between(filter.from_us.unwrap_or(i64::MIN), filter.to_us.unwrap_or(i64::MAX));
-                let floor_us = store.manifest().0.held.first().map(|s| s.0);
+                let (from, to) = (filter.from_us.unwrap_or(i64::MIN), filter.to_us.unwrap_or(i64::MAX));
+                let (files, floor_us) = (store.files_between(from, to), store.floor_between(from, to));
                 return Ok(LogRows { files, floor_us, fetched: Vec::new() });
             }
             _ if self.freshness().offline => {
@@ -567,7 +567,7 @@ impl Connection {
         if let Some(n) = at_most.filter(|_| *filter == LogFilter::default()) {
             if meta.as_ref().is_some_and(|m| m.rows >= n as u64) {
                 rows.files = store.files_between(i64::MIN, i64::MAX);
-                rows.floor_us = store.manifest().0.held.first().map(|s| s.0);
+                rows.floor_us = store.floor_between(i64::MIN, i64::MAX);
             } else {
                 let ask = LogAsk { spans: vec![(from, to)], at_most: Some(n as u64), ..Default::default() };
                 rows.fetched = self.fetch_log_rows(table, &ask, &connector).await?;
@@ -614,7 +614,7 @@ impl Connection {
             }
             live.extend(narrow);
             rows.files = store.files_between(store_from, store_to);
-            rows.floor_us = store.manifest().0.held.first().map(|s| s.0);
+            rows.floor_us = store.floor_between(store_from, store_to);
         }
         let narrowed_services = match (&asked, &held_services) {
             (Some(a), Some(h)) => Some(a.iter().filter(|s| h.contains(s)).cloned().collect()),

@@ -425,6 +425,14 @@ impl LogStore {
         m.parts.iter().filter(|p| p.last_us >= from_us && p.first_us <= to_us).map(|p| self.dir.join(&p.file)).collect()
     }
 
+    /// The held start, when a part between `from_us` and `to_us` also holds older entries
+    /// (the part reaching across the window's old end): reads start there.
+    pub fn floor_between(&self, from_us: i64, to_us: i64) -> Option<i64> {
+        let (m, _) = self.manifest();
+        let floor = m.held.first()?.0;
+        m.parts.iter().any(|p| p.last_us >= from_us && p.first_us <= to_us && p.first_us < floor).then_some(floor)
+    }
+
     /// The ids held with a time in `[from_us, to_us)`: a refresh asks again for the last
     /// minute it holds and keeps only entries it does not have.
     pub fn ids_between(&self, from_us: i64, to_us: i64) -> Result<HashSet<String>> {

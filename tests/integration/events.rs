@@ -418,6 +418,14 @@ async fn a_shorter_window_answers_exactly_from_the_parts_held() {
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
         text(&out.stdout)
     };
+    // Bursts either side of where the day's window will start, so the part reaching across it
+    // holds entries older than the start whatever the time of day.
+    let org_id = sim.org().org_id;
+    let start = now_ms() - DAY_MS;
+    sim.with_org_mut(|o| {
+        o.audit.add_burst(&org_id, start - 600_000, 50);
+        o.audit.add_burst(&org_id, start + 600_000, 50);
+    });
     run(&["sync", "directory_events", "--quiet"], &env("3d"));
     // The window shrinks to a day: the parts of the two older days are dropped, the one reaching
     // across the new start is read from the start on, and nothing is fetched.
