@@ -424,13 +424,7 @@ async fn bench(a: Args) {
     eprintln!("diff cost per table…");
     let mut diffs: Vec<(String, Duration, usize)> = Vec::new();
     {
-        let engine = jcsql::Engine::new(jcsql::EngineOptions {
-            cache_dir: Some(home.path().to_path_buf()),
-            freshness: jcsql::connection::Freshness { offline: true, ..Default::default() },
-            ..Default::default()
-        })
-        .await
-        .expect("engine");
+        let engine = offline_engine(home.path()).await;
         // The event log only grows and is never compared.
         for t in engine.connection().tables().iter().filter(|t| !matches!(t.def.source, Source::Log { .. })) {
             let (snap, _) = t.current();
@@ -1074,13 +1068,7 @@ async fn events_bench(a: &Args) -> String {
     let failed_by_user = "select username, count(*) as failures from jumpcloud.directory_events \
                           where not success and username is not null \
                           group by username order by failures desc, username limit 10";
-    let engine = jcsql::Engine::new(jcsql::EngineOptions {
-        cache_dir: Some(home.path().to_path_buf()),
-        freshness: jcsql::connection::Freshness { offline: true, ..Default::default() },
-        ..Default::default()
-    })
-    .await
-    .expect("engine");
+    let engine = offline_engine(home.path()).await;
     let ours = engine.sql(failed_by_user).await.expect("failed logins by user");
     let schema = ours.first().map(|b| b.schema()).expect("rows");
     let ours_rows = jcsql::cli::output::render(jcsql::cli::output::Format::Csv, &schema, &ours).expect("csv");
@@ -1163,6 +1151,17 @@ async fn events_bench(a: &Args) -> String {
         check(jcsql_ms <= duck_ms && same)
     ));
     out
+}
+
+/// An engine on the cache `home` holds, never fetching.
+async fn offline_engine(home: &Path) -> jcsql::Engine {
+    jcsql::Engine::new(jcsql::EngineOptions {
+        cache_dir: Some(home.to_path_buf()),
+        freshness: jcsql::connection::Freshness { offline: true, ..Default::default() },
+        ..Default::default()
+    })
+    .await
+    .expect("engine")
 }
 
 fn walk_files(dir: &Path) -> Vec<PathBuf> {

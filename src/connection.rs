@@ -148,7 +148,6 @@ pub trait LogSink: Send + Sync {
 /// What fetching log entries cost.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LogFetched {
-    pub rows: u64,
     pub requests: u64,
     pub bytes: u64,
 }
@@ -160,6 +159,17 @@ pub struct LogRows {
     pub files: Vec<PathBuf>,
     pub floor_us: Option<i64>,
     pub fetched: Vec<RecordBatch>,
+}
+
+impl LogRows {
+    /// The held parts with entries between `from_us` and `to_us`, and their floor.
+    fn held(store: &LogStore, from_us: i64, to_us: i64) -> Self {
+        LogRows {
+            files: store.files_between(from_us, to_us),
+            floor_us: store.floor_between(from_us, to_us),
+            fetched: Vec::new(),
+        }
+    }
 }
 
 /// A refresh asks again for the last minute it holds (late arrivals), keeping new ids only.
@@ -174,7 +184,6 @@ struct StoreSink<'a> {
     /// Each slice's parts, streamed as its pages come (a slice's pages come in order).
     writers: std::sync::Mutex<std::collections::HashMap<Span, Arc<std::sync::Mutex<PartWriter<'a>>>>>,
     facts: FillFacts,
-    rows: AtomicU64,
 }
 
 impl StoreSink<'_> {
@@ -185,7 +194,11 @@ impl StoreSink<'_> {
 
 impl LogSink for StoreSink<'_> {
     fn page(&self, slice: Span, batch: RecordBatch) -> Result<()> {
-        let batch = crate::log_store::rows_within(&batch, self.store.time_column(), slice, &self.skip)?;
+        // The batch is inside its slice already; only the re-asked minute's held ids go.
+        let batch = match self.skip.is_empty() {
+            true => batch,
+            false => crate::log_store::rows_within(&batch, self.store.time_column(), slice, &self.skip)?,
+        };
         if batch.num_rows() == 0 {
             return Ok(());
         }
@@ -193,9 +206,7 @@ impl LogSink for StoreSink<'_> {
             let mut writers = self.writers.lock().map_err(|_| Self::lock_failed())?;
             writers.entry(slice).or_insert_with(|| Arc::new(std::sync::Mutex::new(self.store.part_writer()))).clone()
         };
-        writer.lock().map_err(|_| Self::lock_failed())?.write(&batch)?;
-        self.rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
-        Ok(())
+        writer.lock().map_err(|_| Self::lock_failed())?.write(&batch)
     }
 
     fn done(&self, slice: Span) -> Result<()> {
@@ -506,8 +517,21 @@ impl Connection {
             }
             Err(e) => Err(e),
         };
+        self.report(table, &observer, result)
+    }
+
+    /// A refresh's outcome, in `jcsql.tables` and to the observer.
+    fn report(
+        &self,
+        table: &CachedTable,
+        observer: &Arc<dyn SyncObserver>,
+        result: Result<RefreshSummary>,
+    ) -> Result<RefreshSummary> {
         match &result {
-            Ok(s) => observer.finished(table.def.name, Ok(s)),
+            Ok(s) => {
+                table.set_error(None);
+                observer.finished(table.def.name, Ok(s));
+            }
             Err(e) => {
                 table.set_error(Some(e.to_string()));
                 observer.finished(table.def.name, Err(e));
@@ -545,9 +569,7 @@ impl Connection {
         let connector = match &self.connector {
             Some(c) if !self.freshness().offline => c.clone(),
             _ if meta.is_some() => {
-                let (from, to) = (filter.from_us.unwrap_or(i64::MIN), filter.to_us.unwrap_or(i64::MAX));
-                let (files, floor_us) = (store.files_between(from, to), store.floor_between(from, to));
-                return Ok(LogRows { files, floor_us, fetched: Vec::new() });
+                return Ok(LogRows::held(store, filter.from_us.unwrap_or(i64::MIN), filter.to_us.unwrap_or(i64::MAX)));
             }
             _ if self.freshness().offline => {
                 return Err(JcsqlError::OfflineNoData { table: table.def.name.to_string() });
@@ -566,8 +588,7 @@ impl Connection {
         }
         if let Some(n) = at_most.filter(|_| *filter == LogFilter::default()) {
             if meta.as_ref().is_some_and(|m| m.rows >= n as u64) {
-                rows.files = store.files_between(i64::MIN, i64::MAX);
-                rows.floor_us = store.floor_between(i64::MIN, i64::MAX);
+                rows = LogRows::held(store, i64::MIN, i64::MAX);
             } else {
                 let ask = LogAsk { spans: vec![(from, to)], at_most: Some(n as u64), ..Default::default() };
                 rows.fetched = self.fetch_log_rows(table, &ask, &connector).await?;
@@ -613,8 +634,7 @@ impl Connection {
                 }
             }
             live.extend(narrow);
-            rows.files = store.files_between(store_from, store_to);
-            rows.floor_us = store.floor_between(store_from, store_to);
+            rows = LogRows::held(store, store_from, store_to);
         }
         let narrowed_services = match (&asked, &held_services) {
             (Some(a), Some(h)) => Some(a.iter().filter(|s| h.contains(s)).cloned().collect()),
@@ -687,7 +707,6 @@ impl Connection {
             skip,
             writers: Default::default(),
             facts: FillFacts { fetched_at_us: now_us(), ..Default::default() },
-            rows: AtomicU64::new(0),
         };
         let ask = LogAsk { spans, services: connector.log_held_services(), event_types: None, at_most: None };
         let result = connector.fetch_log(self, table, &ask, &sink).await;
@@ -715,17 +734,7 @@ impl Connection {
             }
             Err(e) => Err(e),
         };
-        match &outcome {
-            Ok(s) => {
-                table.set_error(None);
-                observer.finished(table.def.name, Ok(s));
-            }
-            Err(e) => {
-                table.set_error(Some(e.to_string()));
-                observer.finished(table.def.name, Err(e));
-            }
-        }
-        outcome
+        self.report(table, &observer, outcome)
     }
 
     /// Fills the whole window of an event log (`jcsql sync`): every span not held yet, and the

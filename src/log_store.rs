@@ -1,6 +1,6 @@
-//! An event log held on disk: zstd-compressed Parquet parts, each a few thousand entries of a
-//! narrow stretch of time, in a folder per day, and a manifest naming the parts and the time
-//! ranges held whole. Queries read only the parts whose times overlap theirs; memory does not
+//! An event log held on disk: zstd-compressed Parquet parts, each the entries of one fetched
+//! slice of time within one day, in a folder per day, and a manifest naming the parts and the
+//! time ranges held whole. Queries read only the parts whose times overlap theirs; memory does not
 //! grow with the window.
 //!
 //! Parts are written first, each to a temp file renamed into place; the manifest (also written
@@ -65,12 +65,6 @@ pub struct Manifest {
 /// A part written but not yet named by the manifest.
 #[derive(Debug)]
 pub struct Written(Part);
-
-impl Written {
-    pub fn rows(&self) -> u64 {
-        self.0.rows
-    }
-}
 
 /// A part being written: a temp file renamed into place when finished.
 struct OpenPart {
@@ -205,10 +199,6 @@ impl LogStore {
         self.time_column
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// The manifest, read from disk the first time; a warning comes back when one existed but
     /// could not be used (the store then starts empty).
     pub fn manifest(&self) -> (Manifest, Option<String>) {
@@ -284,14 +274,8 @@ impl LogStore {
         (meta, warning)
     }
 
-    /// Writes `batch` as parts, one per day it covers (not yet counted: see [`LogStore::commit`]).
-    pub fn write_part(&self, batch: &RecordBatch) -> Result<Vec<Written>> {
-        let mut writer = self.part_writer();
-        writer.write(batch)?;
-        writer.finish()
-    }
-
-    /// A writer of parts: batches in time order streamed into one file per day.
+    /// A writer of parts: batches in time order streamed into one file per day (not yet
+    /// counted: see [`LogStore::commit`]).
     pub fn part_writer(&self) -> PartWriter<'_> {
         PartWriter { store: self, open: None, finished: Vec::new() }
     }

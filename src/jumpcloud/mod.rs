@@ -160,11 +160,7 @@ impl Connector for JumpCloudConnector {
             Some(n) => events.first_rows(spans, n).await?,
             None => events.fetch(spans).await?,
         }
-        Ok(LogFetched {
-            rows: events.rows.into_inner(),
-            requests: events.requests.into_inner(),
-            bytes: events.bytes.into_inner(),
-        })
+        Ok(LogFetched { requests: events.requests.into_inner(), bytes: events.bytes.into_inner() })
     }
 
     fn log_window_start_us(&self) -> Option<i64> {
